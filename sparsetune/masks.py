@@ -1,0 +1,93 @@
+"""Mask construction: pure functions from scores to boolean keep-masks.
+
+Conventions shared by every method: a mask is a bool tensor shaped like the score, True = kept.
+`sparsity` is the fraction of zeros; the number pruned in a matrix is floor(numel * sparsity),
+as the PST reference does, so achieved sparsity is exact to one weight per matrix.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def check_sparsity(sparsity: float) -> float:
+    if not (0.0 <= float(sparsity) < 1.0):
+        raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
+    return float(sparsity)
+
+
+def num_pruned(numel: int, sparsity: float) -> int:
+    return int(math.floor(numel * check_sparsity(sparsity)))
+
+
+def topk_mask(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
+    """Keep the numel - floor(numel*sparsity) largest scores of the whole tensor."""
+    n_prune = num_pruned(scores.numel(), sparsity)
+    return keep_largest(scores, scores.numel() - n_prune)
+
+
+def keep_largest(scores: torch.Tensor, keep: int) -> torch.Tensor:
+    """Boolean mask of exactly `keep` largest entries (ties broken by topk's order)."""
+    flat = scores.detach().reshape(-1)
+    mask = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
+    if keep >= flat.numel():
+        mask.fill_(True)
+    elif keep > 0:
+        mask[torch.topk(flat.float(), keep, sorted=False).indices] = True
+    return mask.view_as(scores)
+
+
+def global_topk_masks(scores: dict[str, torch.Tensor], sparsity: float) -> dict[str, torch.Tensor]:
+    """One ranking over all matrices: floor(total*sparsity) smallest scores pruned overall."""
+    names = list(scores)
+    flat = torch.cat([scores[n].detach().reshape(-1).float() for n in names])
+    keep = flat.numel() - num_pruned(flat.numel(), sparsity)
+    mask_flat = keep_largest(flat, keep)
+    out, offset = {}, 0
+    for n in names:
+        k = scores[n].numel()
+        out[n] = mask_flat[offset : offset + k].view_as(scores[n])
+        offset += k
+    return out
+
+
+def row_mask(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
+    """Per output row (dim 0): prune floor(in*sparsity) smallest of each row (Wanda's comparison group)."""
+    rows, cols = scores.shape
+    n_prune = num_pruned(cols, sparsity)
+    mask = torch.ones_like(scores, dtype=torch.bool)
+    if n_prune:
+        idx = torch.topk(scores.float(), n_prune, dim=1, largest=False, sorted=False).indices
+        mask.scatter_(1, idx, False)
+    return mask
+
+
+def nm_mask(scores: torch.Tensor, n: int, m: int) -> torch.Tensor:
+    """N:M along the input dim: in every group of m consecutive columns prune the n smallest."""
+    if not (0 < n < m):
+        raise ValueError(f"N:M pattern needs 0 < N < M, got {n}:{m}")
+    rows, cols = scores.shape
+    if cols % m:
+        raise ValueError(f"N:M pattern {n}:{m} needs the input dim ({cols}) divisible by {m}")
+    groups = scores.float().reshape(rows, cols // m, m)
+    idx = torch.topk(groups, n, dim=2, largest=False, sorted=False).indices
+    mask = torch.ones_like(groups, dtype=torch.bool).scatter_(2, idx, False)
+    return mask.reshape(rows, cols)
+
+
+def parse_pattern(pattern: str) -> tuple[int, int] | None:
+    """'unstructured' -> None, '2:4' -> (2, 4)."""
+    if pattern == "unstructured":
+        return None
+    try:
+        n, m = (int(x) for x in pattern.split(":"))
+    except ValueError:
+        raise ValueError(f"sparsity pattern must be 'unstructured' or 'N:M' (e.g. 2:4), got {pattern!r}") from None
+    if not (0 < n < m):
+        raise ValueError(f"N:M pattern needs 0 < N < M, got {pattern!r}")
+    return n, m
+
+
+def sparsity_of(t: torch.Tensor) -> float:
+    return float((t == 0).sum()) / max(t.numel(), 1)

@@ -1,0 +1,1 @@
+"""One file per method; each registers itself in sparsetune.registry.METHODS."""

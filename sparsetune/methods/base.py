@@ -1,0 +1,143 @@
+"""The method interface. A method = one file here + one YAML in conf/method/ + one contract-test entry.
+
+`run()` only talks to this interface: it never branches on the method's name.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from ..layers.base import TargetLinear
+from ..targets import find_targets, fused_splits, replace_module
+
+
+@dataclass
+class MethodContext:
+    """What a method may use while it is applied."""
+
+    cfg: DictConfig  # the whole composed config
+    total_steps: int
+    dry_run: bool = False
+    # yields training batches (dicts of tensors on the model's device), for salience / calibration
+    batches: Callable[[int], Iterable[dict]] | None = None
+    tokenizer: Any = None
+    extras: dict = field(default_factory=dict)
+
+
+class Method:
+    """Dense fine-tuning semantics by default; sparse methods override the hooks they need."""
+
+    name = "base"
+
+    def __init__(self, cfg: DictConfig):
+        self.cfg = cfg
+        self.mcfg = cfg.method
+        self.layers: dict[str, TargetLinear] = {}
+
+    # ---- lifecycle --------------------------------------------------------------------
+    def validate(self, cfg: DictConfig) -> None:
+        """Raise ValueError with what is allowed, before anything heavy runs."""
+
+    def apply(self, model: nn.Module, ctx: MethodContext) -> nn.Module:
+        return model
+
+    def callbacks(self) -> list:
+        return []
+
+    def optimizer_groups(self, model: nn.Module) -> list[dict] | None:
+        """Parameter groups with their own lr/weight decay; None lets the Trainer decide."""
+        return None
+
+    def merge(self, model: nn.Module) -> nn.Module:
+        """Turn every method layer back into a plain module holding the merged weight."""
+        for name, layer in list(self.layers.items()):
+            replace_module(model, name, layer.to_plain())
+        self.layers = {}
+        return model
+
+    def target_sparsity(self) -> float:
+        return float(self.mcfg.get("sparsity", 0.0) or 0.0)
+
+    def record(self) -> dict:
+        """Method-specific facts for results.json (choices, provenance, per-layer counts)."""
+        return {}
+
+    # ---- helpers for subclasses ------------------------------------------------------
+    def wrap_targets(self, model: nn.Module, factory: Callable[[str, nn.Module, tuple | None], TargetLinear]) -> None:
+        mcfg = self.cfg.model
+        targets = find_targets(model, target_suffixes(self.cfg), mcfg.get("exclude_modules", []) or [])
+        for name, mod in targets.items():
+            out = mod.weight.shape[1] if type(mod).__name__ == "Conv1D" else mod.weight.shape[0]
+            layer = factory(name, mod, fused_splits(name, out, mcfg.get("fused_modules")))
+            replace_module(model, name, layer)
+            self.layers[name] = layer
+
+    def set_trainable(self, model: nn.Module, extra: Iterable[str] = ()) -> None:
+        """Freeze everything, then unfreeze the method's own parameters, the task head and `extra` names.
+
+        `method.train_head`: full = every head module, final = only the last projection, none.
+        `method.train_bias`: also train the biases of the target matrices.
+        """
+        for p in model.parameters():
+            p.requires_grad_(False)
+        for layer in self.layers.values():
+            for pname, p in layer.named_parameters(recurse=False):
+                if pname not in ("weight", "bias"):
+                    p.requires_grad_(True)
+            if self.mcfg.get("train_bias", False) and layer.bias is not None:
+                layer.bias.requires_grad_(True)
+        for prefix in list(head_modules(self.cfg)) + list(extra):
+            for n, p in model.named_parameters():
+                if n == prefix or n.startswith(prefix + "."):
+                    p.requires_grad_(True)
+
+
+def target_suffixes(cfg: DictConfig) -> list[str]:
+    which = cfg.method.get("targets", "all")
+    if which not in ("all", "attention"):
+        raise ValueError(f"method.targets must be 'all' or 'attention', got {which!r}")
+    names = cfg.model.attention_modules if which == "attention" else cfg.model.target_modules
+    return list(names)
+
+
+def head_modules(cfg: DictConfig) -> list[str]:
+    mode = cfg.method.get("train_head", "full")
+    if mode not in ("full", "final", "none"):
+        raise ValueError(f"method.train_head must be full, final or none, got {mode!r}")
+    if mode == "none" or cfg.task.kind == "causal_lm":
+        return []
+    key = "head_final" if mode == "final" else "head_modules"
+    return list(cfg.model.get(key) or cfg.model.get("head_modules") or [])
+
+
+def trainable_breakdown(model: nn.Module) -> dict[str, int]:
+    """Trainable counts by component: method tensors by their attribute name, the rest by module."""
+    out: dict[str, int] = {}
+    layer_names = {n for n, m in model.named_modules() if isinstance(m, TargetLinear)}
+    for n, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        owner, _, attr = n.rpartition(".")
+        key = f"target.{attr}" if owner in layer_names else ("head" if _is_head(n) else f"other.{attr}")
+        out[key] = out.get(key, 0) + p.numel()
+    return dict(sorted(out.items()))
+
+
+def _is_head(name: str) -> bool:
+    return name.startswith(("classifier", "score", "lm_head", "qa_outputs"))
+
+
+@torch.no_grad()
+def count_params(model: nn.Module) -> dict[str, Any]:
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {
+        "total": total,
+        "trainable": trainable,
+        "trainable_percent": 100.0 * trainable / max(total, 1),
+        "trainable_breakdown": trainable_breakdown(model),
+    }

@@ -1,0 +1,77 @@
+"""Shared machinery for methods whose forward applies a scheduled top-k mask (MaP, MvP, PST)."""
+from __future__ import annotations
+
+import torch
+
+from ..callbacks import SparsityScheduleCallback
+from ..masks import check_sparsity, global_topk_masks, topk_mask
+from ..schedules import sparsity_at, validate_cubic
+from .base import Method
+
+
+class ScheduledMaskMethod(Method):
+    """Subclasses provide `scores(layer)` (the importance to rank) and a layer factory."""
+
+    def validate(self, cfg):
+        check_sparsity(self.mcfg.sparsity)
+        if self.mcfg.get("scope", "local") not in ("local", "global"):
+            raise ValueError(f"method.scope must be 'local' or 'global', got {self.mcfg.scope!r}")
+        sched = cfg.mask_schedule
+        check_sparsity(sched.get("initial_sparsity", 0.0))
+        if sched.name not in ("cubic", "constant", "oneshot"):
+            raise ValueError(f"{self.name} needs mask_schedule cubic, constant or oneshot, got {sched.name!r}")
+
+    def apply(self, model, ctx):
+        self.total_steps = ctx.total_steps
+        if self.cfg.mask_schedule.name == "cubic" and not ctx.dry_run:
+            validate_cubic(ctx.total_steps, self.cfg.mask_schedule.warmup, self.cfg.mask_schedule.cooldown)
+        self.history: list[dict] = []
+        return model
+
+    def scheduled(self, step: int) -> float:
+        return sparsity_at(self.cfg.mask_schedule, step, self.total_steps, self.target_sparsity())
+
+    def scores(self, layer) -> torch.Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def update_masks(self, step: int) -> None:
+        s = self.scheduled(step)
+        every = int(self.cfg.mask_schedule.get("update_every", 1))
+        first = next(iter(self.layers.values()))
+        unchanged = abs(float(first.current_sparsity) - s) < 1e-6  # buffer is float32
+        if (unchanged and not self.rescore_every_step) or (step % every and s < self.target_sparsity()):
+            return
+        self.set_masks(s)
+        self.history.append({"step": step, "scheduled": s, "achieved": self.achieved()})
+
+    rescore_every_step = False  # MvP/PST scores change each step, so their masks are recomputed each step
+
+    @torch.no_grad()
+    def set_masks(self, s: float) -> None:
+        # one score per fused block; global ranking concatenates every block of every layer
+        scored = {(n, i): sc for n, l in self.layers.items() for i, sc in enumerate(l.blocks(self.scores(l)))}
+        if self.mcfg.get("scope", "local") == "global":
+            masks = global_topk_masks(scored, s)
+        else:
+            masks = {k: topk_mask(v, s) for k, v in scored.items()}
+        for n, layer in self.layers.items():
+            layer.mask.copy_(torch.cat([masks[(n, i)] for i in range(len(layer.splits))], dim=0))
+            layer.current_sparsity.fill_(s)
+            self.after_mask_update(layer)
+
+    def after_mask_update(self, layer) -> None:
+        pass
+
+    def achieved(self) -> float:
+        zeros = sum(int((~l.mask).sum()) for l in self.layers.values())
+        return zeros / max(sum(l.mask.numel() for l in self.layers.values()), 1)
+
+    def callbacks(self):
+        return [SparsityScheduleCallback(self.update_masks, self.after_optimizer_step)]
+
+    def after_optimizer_step(self) -> None:
+        pass
+
+    def record(self):
+        return {"mask_history": self.history[-50:], "scope": self.mcfg.get("scope", "local")}

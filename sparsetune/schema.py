@@ -1,0 +1,110 @@
+"""Typed schemas for the config groups, registered in Hydra's ConfigStore.
+
+Each group YAML starts with `defaults: [/schema/<group>@_here_: <schema>, _self_]`, so a typo'd key or a
+wrong type fails at compose time with the key's name. Methods and task loaders carry their own schema
+(a dataclass `Config` on the class), registered here under their registry name.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class MethodConfig:
+    name: str = MISSING
+    train_head: str = "full"  # full | final (last projection only) | none
+    train_bias: bool = False  # train the biases of the target matrices
+    targets: str = "all"  # all = model.target_modules | attention = model.attention_modules
+
+
+@dataclass
+class SparseMethodConfig(MethodConfig):
+    sparsity: float = 0.9  # fraction of zeros in the target matrices
+    scope: str = "local"  # local (per matrix) | global (one ranking over all targets)
+
+
+@dataclass
+class ScheduleConfig:
+    name: str = MISSING
+    initial_sparsity: float = 0.0
+    warmup: float = 0.1  # fraction of total steps (or a step count when >= 1)
+    cooldown: float = 0.3
+    update_every: int = 1  # steps between mask updates (cubic); dynamic SPEFT re-selection interval
+    reset_optimizer: bool = True
+
+
+@dataclass
+class HardwareConfig:
+    name: str = MISSING
+    device: str = "cpu"  # cpu | cuda | auto
+    precision: str = "fp32"  # fp32 | bf16 | fp16
+    num_threads: Optional[int] = 1
+    dataloader_workers: int = 0
+    gradient_checkpointing: bool = False
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    source: str = "hub"  # hub | embedded | tiny
+    hub_id: Optional[str] = None
+    path: Optional[str] = None  # a local directory overrides hub_id / embedded package
+    embedded: Optional[str] = None  # name of a PyPI-installed model (minilm-l6, smollm2-135m)
+    pretrained: bool = True
+    family: str = "bert"  # bert | roberta | gpt2 | opt | llama | gemma2 | qwen2
+    arch: Dict[str, Any] = field(default_factory=dict)  # config fields: dry runs build the skeleton from these
+    target_modules: List[str] = field(default_factory=list)  # every prunable matrix of the blocks
+    attention_modules: List[str] = field(default_factory=list)  # q/k/v/o only (method.targets=attention)
+    exclude_modules: List[str] = field(default_factory=list)
+    fused_modules: Dict[str, int] = field(default_factory=dict)  # GPT-2 c_attn: 3 (q|k|v)
+    head_modules: List[str] = field(default_factory=list)  # task head of classification models
+    head_final: List[str] = field(default_factory=list)
+    dtype: str = "auto"  # auto (fp32 on cpu, hardware precision on gpu) | fp32 | bf16 | fp16
+    decoder_layers: Optional[str] = None  # attribute path of the decoder blocks (post-training pruners)
+
+
+@dataclass
+class TaskConfig:
+    name: str = MISSING
+    loader: str = MISSING
+    kind: str = "classification"  # classification | regression | causal_lm
+    hub_id: Optional[str] = None
+    hub_config: Optional[str] = None
+    data_dir: Optional[str] = None
+    data_files: Dict[str, str] = field(default_factory=dict)  # split -> jsonl/csv/parquet with the hub's columns
+    text_fields: List[str] = field(default_factory=list)
+    label_field: str = "label"
+    num_labels: int = 2
+    metrics: List[str] = field(default_factory=list)
+    main_metric: str = "accuracy"
+    train_split: str = "train"
+    eval_splits: List[str] = field(default_factory=lambda: ["validation"])
+    max_length: int = 128
+    max_train_samples: Optional[int] = None
+    max_eval_samples: Optional[int] = None
+    options: Dict[str, Any] = field(default_factory=dict)  # loader-specific settings
+
+
+@dataclass
+class SalienceConfig:
+    name: str = MISSING
+    num_batches: int = 64  # data-aware metrics: expectation over this many training batches
+    batch_size: int = 16
+    options: Dict[str, Any] = field(default_factory=dict)
+
+
+def register() -> None:
+    from .registry import METHODS
+
+    cs = ConfigStore.instance()
+    cs.store(group="schema/mask_schedule", name="base", node=ScheduleConfig)
+    cs.store(group="schema/hardware", name="base", node=HardwareConfig)
+    cs.store(group="schema/model", name="base", node=ModelConfig)
+    cs.store(group="schema/task", name="base", node=TaskConfig)
+    cs.store(group="schema/salience", name="base", node=SalienceConfig)
+    for name in METHODS.names():
+        cs.store(group="schema/method", name=name, node=getattr(METHODS.get(name), "Config", MethodConfig))

@@ -1,0 +1,1 @@
+"""Task loaders; each registers itself in sparsetune.registry.TASK_LOADERS."""

@@ -1,0 +1,96 @@
+"""The training loop: transformers' Trainer configured from cfg.train / cfg.hardware, plus method hooks."""
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+from omegaconf import DictConfig
+from transformers import Trainer, TrainerCallback, TrainingArguments
+
+
+def total_steps(cfg: DictConfig, num_train: int) -> int:
+    t = cfg.train
+    if t.max_steps and t.max_steps > 0:
+        return int(t.max_steps)
+    per_epoch = max(math.ceil(num_train / t.batch_size) // t.grad_accum, 1)
+    return int(per_epoch * t.epochs)
+
+
+def training_args(cfg: DictConfig, output_dir: str, steps: int) -> TrainingArguments:
+    t, hw = cfg.train, cfg.hardware
+    precision = hw.precision if hw.device != "cpu" else "fp32"
+    report = {"wandb": ["wandb"], "tensorboard": ["tensorboard"]}.get(cfg.logger.name, "none")
+    eval_strategy = t.eval_strategy if cfg.task.kind != "causal_lm" or t.eval_strategy == "no" else t.eval_strategy
+    return TrainingArguments(
+        output_dir=output_dir,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.eval_batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        learning_rate=t.lr,
+        weight_decay=t.weight_decay,
+        adam_epsilon=t.adam_epsilon,
+        max_grad_norm=t.max_grad_norm,
+        lr_scheduler_type=t.lr_scheduler,
+        warmup_steps=int(round(t.warmup_ratio * steps)),
+        max_steps=steps,
+        eval_strategy=eval_strategy,
+        eval_steps=t.eval_steps,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
+        logging_steps=t.logging_steps,
+        logging_first_step=True,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        use_cpu=hw.device == "cpu",
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        gradient_checkpointing=hw.gradient_checkpointing,
+        dataloader_num_workers=hw.dataloader_workers,
+        report_to=report,
+        run_name=f"{cfg.method.name}-{cfg.task.name}-{cfg.model.name}-s{cfg.seed}",
+        disable_tqdm=False,
+        remove_unused_columns=False,
+    )
+
+
+class MethodTrainer(Trainer):
+    """Trainer whose optimizer takes the method's parameter groups (e.g. MvP's score learning rate)."""
+
+    def __init__(self, *a, param_groups=None, **kw):
+        self._method_groups = param_groups
+        super().__init__(*a, **kw)
+
+    def create_optimizer(self, model=None):
+        if self._method_groups is None or self.optimizer is not None:
+            return super().create_optimizer(model) if model is not None else super().create_optimizer()
+        args = self.args
+        self.optimizer = torch.optim.AdamW(
+            self._method_groups, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon,
+            weight_decay=args.weight_decay,
+        )
+        return self.optimizer
+
+
+class TimingCallback(TrainerCallback):
+    """Wall time of the training steps only (evaluation and saving excluded)."""
+
+    def __init__(self):
+        self.train_seconds = 0.0
+        self.steps = 0
+        self._t0 = None
+
+    def on_step_begin(self, args, state, control, **kw):
+        self._t0 = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kw):
+        if self._t0 is not None:
+            self.train_seconds += time.perf_counter() - self._t0
+            self.steps += 1
+            self._t0 = None
+
+
+def train_loss_history(trainer: Trainer) -> tuple[float | None, list[dict]]:
+    logs = [h for h in trainer.state.log_history if "loss" in h]
+    return (logs[-1]["loss"] if logs else None), logs
