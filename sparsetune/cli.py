@@ -2,10 +2,16 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 from omegaconf import DictConfig
 
+from .hub import OfflineError
 from .run import run
+from .validate import ConfigError
+
+# bad input: one clear message and exit code 2, no traceback (results.json still says status: failed)
+USER_ERRORS = (ConfigError, OfflineError, FileNotFoundError, ModuleNotFoundError)
 
 log = logging.getLogger("sparsetune")
 
@@ -35,6 +41,12 @@ def main_entry(cfg: DictConfig) -> None:
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         res = run(cfg)
+    except USER_ERRORS as e:
+        if multirun:
+            log.error("job failed (the sweep goes on): %s", e)
+            return
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
     except Exception as e:
         if not multirun:
             raise

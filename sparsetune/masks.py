@@ -11,9 +11,9 @@ import math
 import torch
 
 
-def check_sparsity(sparsity: float) -> float:
+def check_sparsity(sparsity: float, name: str = "sparsity") -> float:
     if not (0.0 <= float(sparsity) < 1.0):
-        raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
+        raise ValueError(f"{name} must be in [0, 1) (fraction of zeros), got {sparsity}")
     return float(sparsity)
 
 

@@ -20,7 +20,7 @@ from . import models, records, validate
 from .export import sparsity_report, save_and_verify
 from .methods.base import MethodContext, count_params
 from .registry import METHODS, TASK_LOADERS
-from .training import MethodTrainer, TimingCallback, total_steps, train_loss_history, training_args
+from .training import FreshStorageOnResume, MethodTrainer, TimingCallback, total_steps, train_loss_history, training_args
 
 
 def default_run_dir(cfg: DictConfig) -> Path:
@@ -43,15 +43,14 @@ def setup_process(cfg: DictConfig) -> None:
     set_seed(cfg.seed)
 
 
-def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
+def run(cfg: DictConfig, run_dir: str | Path | None = None, callbacks: list | None = None) -> dict:
+    """Run one experiment; `callbacks` are extra TrainerCallbacks (programmatic use, tests)."""
     run_dir = Path(run_dir) if run_dir else default_run_dir(cfg)
     result = {"status": "running", "config": OmegaConf.to_container(cfg, resolve=True), "run_dir": str(run_dir)}
     try:
-        validate.check(cfg)
-        method = METHODS.get(cfg.method.name)(cfg)
-        method.validate(cfg)
+        method = validate.checked_method(cfg)
         setup_process(cfg)
-        result.update(dry_run(cfg, method) if cfg.dry_run else train_and_export(cfg, method, run_dir))
+        result.update(dry_run(cfg, method) if cfg.dry_run else train_and_export(cfg, method, run_dir, callbacks or []))
         result["status"] = "completed"
     except BaseException as e:
         result.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
@@ -90,7 +89,7 @@ def _resume_checkpoint(cfg: DictConfig, ckpt_dir: Path) -> str | None:
     return str(p) if (p / "trainer_state.json").is_file() else get_last_checkpoint(str(p / "checkpoints"))
 
 
-def train_and_export(cfg: DictConfig, method, run_dir: Path) -> dict:
+def train_and_export(cfg: DictConfig, method, run_dir: Path, extra_callbacks: list) -> dict:
     model, tok, model_info = models.load(cfg)
     data = TASK_LOADERS.get(cfg.task.loader)(cfg.task, tok, cfg.seed)
     device = torch.device("cuda" if cfg.hardware.device == "cuda" else "cpu")
@@ -109,7 +108,7 @@ def train_and_export(cfg: DictConfig, method, run_dir: Path) -> dict:
     trainer = MethodTrainer(
         model=model, args=training_args(cfg, str(ckpt_dir), steps), train_dataset=data.train, eval_dataset=data.eval,
         data_collator=data.collator, processing_class=tok, compute_metrics=data.compute_metrics,
-        callbacks=[*method.callbacks(), timing], param_groups=method.optimizer_groups(model),
+        callbacks=[*method.callbacks(), timing, *extra_callbacks, *([FreshStorageOnResume()] if resume_from else [])], param_groups=method.optimizer_groups(model),
     )
     trainer.train(resume_from_checkpoint=resume_from)
     final_loss, loss_log = train_loss_history(trainer)

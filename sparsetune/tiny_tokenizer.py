@@ -1,6 +1,8 @@
 """Tokenizers trained in-process for the tiny random test models (no hub, deterministic, < 1 s)."""
 from __future__ import annotations
 
+from collections import Counter
+
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
@@ -14,12 +16,22 @@ def _corpus() -> list[str]:
     return corpus_sentences() + extra * 5
 
 
+def wordpiece_vocab(vocab_size: int) -> dict[str, int]:
+    """Specials, every character (plain and ##-continuation), then words by frequency (ties by spelling).
+    Built by hand because the WordPiece trainer breaks frequency ties differently from process to process."""
+    pre, norm = pre_tokenizers.BertPreTokenizer(), normalizers.BertNormalizer(lowercase=True)
+    counts = Counter(w for text in _corpus() for w, _ in pre.pre_tokenize_str(norm.normalize_str(text)))
+    chars = sorted({c for w in counts for c in w})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *("##" + c for c in chars)]
+    words = [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if len(w) > 1]
+    vocab += words[: max(vocab_size - len(vocab), 0)]
+    return {t: i for i, t in enumerate(vocab)}
+
+
 def wordpiece_tokenizer(vocab_size: int = 600) -> PreTrainedTokenizerFast:
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok = Tokenizer(models.WordPiece(wordpiece_vocab(vocab_size), unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok.train_from_iterator(_corpus(), trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials))
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]

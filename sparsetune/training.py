@@ -94,3 +94,15 @@ class TimingCallback(TrainerCallback):
 def train_loss_history(trainer: Trainer) -> tuple[float | None, list[dict]]:
     logs = [h for h in trainer.state.log_history if "loss" in h]
     return (logs[-1]["loss"] if logs else None), logs
+
+
+class FreshStorageOnResume(TrainerCallback):
+    """After a checkpoint load, copy every parameter into freshly allocated memory.
+
+    Weights loaded from safetensors can live in storage laid out differently from the allocator's, and
+    CPU kernels then round differently in the last bit; with fresh storage a resumed run is bit-exact."""
+
+    def on_train_begin(self, args, state, control, model=None, **kw):
+        with torch.no_grad():
+            for t in [*model.parameters(), *model.buffers()]:
+                t.data = t.data.clone()

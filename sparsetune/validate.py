@@ -18,6 +18,10 @@ CHOICES = {
 }
 
 
+class ConfigError(ValueError):
+    """Bad user input: reported as one clear message, without a traceback."""
+
+
 def _get(cfg, dotted):
     node = cfg
     for part in dotted.split("."):
@@ -61,4 +65,15 @@ def check(cfg: DictConfig) -> None:
     except ValueError as e:
         errors.append(str(e))
     if errors:
-        raise ValueError("invalid configuration:\n  - " + "\n  - ".join(errors))
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(errors))
+
+
+def checked_method(cfg: DictConfig):
+    """Run every config check and return the method object, or raise ConfigError."""
+    check(cfg)
+    try:
+        method = METHODS.get(cfg.method.name)(cfg)
+        method.validate(cfg)
+    except ValueError as e:
+        raise ConfigError(f"invalid configuration:\n  - {e}") from None
+    return method

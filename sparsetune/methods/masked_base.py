@@ -13,11 +13,11 @@ class ScheduledMaskMethod(Method):
     """Subclasses provide `scores(layer)` (the importance to rank) and a layer factory."""
 
     def validate(self, cfg):
-        check_sparsity(self.mcfg.sparsity)
+        check_sparsity(self.mcfg.sparsity, "method.sparsity")
         if self.mcfg.get("scope", "local") not in ("local", "global"):
             raise ValueError(f"method.scope must be 'local' or 'global', got {self.mcfg.scope!r}")
         sched = cfg.mask_schedule
-        check_sparsity(sched.get("initial_sparsity", 0.0))
+        check_sparsity(sched.get("initial_sparsity", 0.0), "mask_schedule.initial_sparsity")
         if sched.name not in ("cubic", "constant", "oneshot"):
             raise ValueError(f"{self.name} needs mask_schedule cubic, constant or oneshot, got {sched.name!r}")
 
@@ -46,17 +46,21 @@ class ScheduledMaskMethod(Method):
         self.history.append({"step": step, "scheduled": s, "achieved": self.achieved()})
 
     rescore_every_step = False  # MvP/PST scores change each step, so their masks are recomputed each step
+    mask_fn = staticmethod(topk_mask)  # (block scores, sparsity) -> keep-mask, for scope=local
 
     @torch.no_grad()
     def set_masks(self, s: float) -> None:
         # one score per fused block; global ranking concatenates every block of every layer
-        scored = {(n, i): sc for n, l in self.layers.items() for i, sc in enumerate(l.blocks(self.scores(l)))}
         if self.mcfg.get("scope", "local") == "global":
+            scored = {(n, i): sc for n, l in self.layers.items() for i, sc in enumerate(l.blocks(self.scores(l)))}
             masks = global_topk_masks(scored, s)
+            for n, layer in self.layers.items():
+                layer.mask.copy_(torch.cat([masks[(n, i)] for i in range(len(layer.splits))], dim=0))
         else:
-            masks = {k: topk_mask(v, s) for k, v in scored.items()}
-        for n, layer in self.layers.items():
-            layer.mask.copy_(torch.cat([masks[(n, i)] for i in range(len(layer.splits))], dim=0))
+            # layer by layer, so only one layer's dense score exists at a time
+            for layer in self.layers.values():
+                layer.mask.copy_(torch.cat([self.mask_fn(b, s) for b in layer.blocks(self.scores(layer))], dim=0))
+        for layer in self.layers.values():
             layer.current_sparsity.fill_(s)
             self.after_mask_update(layer)
 

@@ -1,0 +1,38 @@
+"""Shared fixtures: offline env, one torch thread, composing the real conf/ tree, and tiny runs."""
+from __future__ import annotations
+
+import os
+
+for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_EVALUATE_OFFLINE"):
+    os.environ[var] = "1"
+os.environ["WANDB_MODE"] = "disabled"
+os.environ.setdefault("SPARSETUNE_CACHE", os.path.join(os.path.dirname(__file__), "..", ".cache", "sparsetune"))
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from hydra.core.global_hydra import GlobalHydra  # noqa: E402
+
+import sparsetune.schema  # noqa: E402
+
+torch.set_num_threads(1)
+CONF = str(Path(__file__).resolve().parents[1] / "conf")
+sparsetune.schema.register()
+
+# a few optimizer steps on a tiny random BERT and a few hundred generated examples
+TINY = ["model=tiny-bert", "task=synthetic/sentiment", "task.max_train_samples=64", "task.max_eval_samples=32",
+        "train.batch_size=8", "train.max_steps=8", "train.save_steps=4", "train.logging_steps=2", "train.eval_strategy=no",
+        "train.lr=1e-3", "mask_schedule.warmup=0.25", "mask_schedule.cooldown=0.25"]
+
+
+def compose_cfg(overrides: list[str] | tuple = ()):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides))
+
+
+@pytest.fixture
+def tiny_cfg():
+    return lambda *extra: compose_cfg([*TINY, *extra])
