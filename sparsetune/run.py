@@ -32,12 +32,13 @@ def default_run_dir(cfg: DictConfig) -> Path:
         return Path(cfg.paths.output_root) / time.strftime("%Y-%m-%d/%H-%M-%S") / f"{cfg.method.name}_{cfg.task.name}"
 
 
-def setup_process(cfg: DictConfig) -> None:
+def setup_process(cfg: DictConfig, run_dir: Path) -> None:
     if cfg.hardware.num_threads:
         torch.set_num_threads(int(cfg.hardware.num_threads))
     if cfg.logger.name == "wandb":
         os.environ.setdefault("WANDB_MODE", cfg.logger.get("mode", "offline"))
         os.environ.setdefault("WANDB_PROJECT", cfg.logger.get("project", "sparsetune"))
+        os.environ["WANDB_DIR"] = str(run_dir)  # per run: a multirun process hosts many runs
     else:
         os.environ.setdefault("WANDB_MODE", "disabled")  # wandb raises without a key otherwise
     set_seed(cfg.seed)
@@ -49,7 +50,7 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None, callbacks: list | No
     result = {"status": "running", "config": OmegaConf.to_container(cfg, resolve=True), "run_dir": str(run_dir)}
     try:
         method = validate.checked_method(cfg)
-        setup_process(cfg)
+        setup_process(cfg, run_dir)
         result.update(dry_run(cfg, method) if cfg.dry_run else train_and_export(cfg, method, run_dir, callbacks or []))
         result["status"] = "completed"
     except BaseException as e:

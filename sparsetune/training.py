@@ -46,7 +46,7 @@ def training_args(cfg: DictConfig, output_dir: str, steps: int) -> TrainingArgum
         use_cpu=hw.device == "cpu",
         bf16=precision == "bf16",
         fp16=precision == "fp16",
-        gradient_checkpointing=hw.gradient_checkpointing,
+        **({"gradient_checkpointing": True} if hw.gradient_checkpointing else {}),
         dataloader_num_workers=hw.dataloader_workers,
         report_to=report,
         run_name=f"{cfg.method.name}-{cfg.task.name}-{cfg.model.name}-s{cfg.seed}",

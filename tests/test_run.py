@@ -90,3 +90,11 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "method.sparsity must be in [0, 1)" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_wandb_logger_works_offline(tiny_cfg, tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_DIR", raising=False)
+    res = run(tiny_cfg("method=full", "logger=wandb", "train.max_steps=2", "export=false"), tmp_path)
+    assert res["status"] == "completed"
+    assert list((tmp_path / "wandb").glob("offline-run-*")), "wandb wrote no offline run into the run dir"

@@ -1,0 +1,168 @@
+"""Step time and peak memory of training methods on one model shape, as ratios against LoRA and full FT.
+
+    python benchmarks/bench_step.py                          # BERT-base shape, batch 8 x 128, CPU
+    python benchmarks/bench_step.py --device cuda --steps 30
+    python benchmarks/bench_step.py --methods lora pst --model opt-350m
+
+Each method runs in its own process (peak memory is per process) through the same Trainer loop as
+train.py, on random weights and random tokens (speed and memory do not depend on the values). Reported:
+median seconds per optimizer step after warm-up, the share of the step spent in the method's callbacks
+(mask updates, re-selection), and peak memory: CUDA max allocated on GPU; on CPU the peak resident set
+above the process's size before the model was built (weights + gradients + optimizer state + activations).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_METHODS = ["full", "lora", "magnitude", "movement", "pst", "speft"]
+# per-method overrides that make the comparison fair (equal trainable budget for SPEFT vs LoRA r=8)
+METHOD_OVERRIDES = {
+    "lora": ["method.r=8"],
+    "speft": ["method.match_lora_rank=8", "mask_schedule=static", "salience=magnitude"],
+}
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def worker(args) -> dict:
+    os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1", WANDB_MODE="disabled")
+    import torch
+    from datasets import Dataset
+    from hydra import compose, initialize_config_dir
+    from transformers import TrainerCallback, default_data_collator
+
+    sys.path.insert(0, str(ROOT))
+    import sparsetune.schema
+    from sparsetune import models
+    from sparsetune.methods.base import MethodContext, count_params
+    from sparsetune.registry import METHODS
+    from sparsetune.training import MethodTrainer, TimingCallback, training_args
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    sparsetune.schema.register()
+    overrides = [f"model={args.model}", f"method={args.method}", "task=glue/sst2", f"hardware={'gpu' if args.device == 'cuda' else 'cpu'}",
+                 f"train.batch_size={args.batch}", f"train.max_steps={args.steps}", "train.eval_strategy=no", "train.save_steps=100000",
+                 "train.logging_steps=100000", *METHOD_OVERRIDES.get(args.method, []), *args.override]
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides)
+    base_rss = rss_mb()
+    model = models.auto_class(cfg.task).from_config(models.arch_config(cfg)).to(args.device)
+    vocab = model.config.vocab_size
+    n = args.batch * (args.steps + 2)
+    g = torch.Generator().manual_seed(0)
+    data = Dataset.from_dict({"input_ids": torch.randint(5, vocab, (n, args.seq), generator=g).tolist(),
+                              "attention_mask": [[1] * args.seq] * n, "labels": torch.randint(0, 2, (n,), generator=g).tolist()})
+
+    def batches(k, batch_size=None):
+        bs = batch_size or cfg.salience.batch_size
+        for i in range(k):
+            rows = data[i * bs:(i + 1) * bs]
+            yield {key: torch.tensor(v, device=args.device) for key, v in rows.items()}
+
+    method = METHODS.get(cfg.method.name)(cfg)
+    method.validate(cfg)
+    t0 = time.perf_counter()
+    model = method.apply(model, MethodContext(cfg=cfg, total_steps=args.steps, batches=batches))
+    apply_s = time.perf_counter() - t0
+
+    class Timed(TrainerCallback):
+        """Times the method's own callbacks (mask updates etc.) inside each step."""
+
+        def __init__(self, inner):
+            self.inner, self.seconds = inner, []
+
+        def __getattribute__(self, name):
+            if name.startswith("on_") and hasattr(object.__getattribute__(self, "inner"), name):
+                fn = getattr(object.__getattribute__(self, "inner"), name)
+
+                def timed(*a, **kw):
+                    t = time.perf_counter()
+                    out = fn(*a, **kw)
+                    object.__getattribute__(self, "seconds").append((name, time.perf_counter() - t))
+                    return out
+                return timed
+            return object.__getattribute__(self, name)
+
+    timed = [Timed(cb) for cb in method.callbacks()]
+
+    class StepTimes(TimingCallback):
+        def __init__(self):
+            super().__init__()
+            self.each = []
+
+        def on_step_end(self, a, state, control, **kw):
+            t = time.perf_counter() - self._t0
+            super().on_step_end(a, state, control, **kw)
+            self.each.append(t)
+
+    steps = StepTimes()
+    if args.device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    out_dir = f"/tmp/sparsetune-bench-{os.getpid()}"
+    trainer = MethodTrainer(model=model, args=training_args(cfg, out_dir, args.steps), train_dataset=data,
+                            data_collator=default_data_collator, callbacks=[*timed, steps], param_groups=method.optimizer_groups(model))
+    trainer.train()
+    warm = steps.each[args.warmup:] or steps.each
+    cb_total = sum(s for t in timed for _, s in t.seconds if _ in ("on_step_begin", "on_optimizer_step", "on_step_end"))
+    peak = torch.cuda.max_memory_allocated() / 2**20 if args.device == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base_rss
+    return {"method": args.method, "median_step_s": statistics.median(warm), "steps": len(steps.each),
+            "method_callback_share": cb_total / max(sum(steps.each), 1e-9), "peak_mb": peak, "apply_s": apply_s,
+            "trainable": count_params(model)["trainable"], "device": args.device}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--methods", nargs="+", default=DEFAULT_METHODS)
+    ap.add_argument("--model", default="bert-base-uncased")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--override", nargs="*", default=[], help="extra Hydra overrides for every method")
+    ap.add_argument("--method", help=argparse.SUPPRESS)
+    ap.add_argument("--json", help="also write the rows to this file")
+    args = ap.parse_args()
+    if args.method:  # worker process
+        print("BENCH " + json.dumps(worker(args)), flush=True)
+        return 0
+    rows = []
+    for m in args.methods:
+        cmd = [sys.executable, __file__, "--method", m, *sys.argv[1:]]
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+        line = next((l for l in proc.stdout.splitlines() if l.startswith("BENCH ")), None)
+        if line is None:
+            print(f"{m}: failed\n{proc.stderr[-3000:]}", file=sys.stderr)
+            continue
+        rows.append(json.loads(line[6:]))
+    by = {r["method"]: r for r in rows}
+    print(f"model={args.model} batch={args.batch}x{args.seq} device={args.device} threads={args.threads} steps={args.steps} (median after {args.warmup} warm-up)")
+    print(f"{'method':<11}{'trainable':>13}{'s/step':>9}{'/LoRA':>7}{'/full':>7}{'peak MB':>10}{'/LoRA':>7}{'/full':>7}{'mask share':>12}")
+    for r in rows:
+        ratio = lambda key, base: f"{r[key] / by[base][key]:.2f}" if base in by else "-"
+        print(f"{r['method']:<11}{r['trainable']:>13,}{r['median_step_s']:>9.3f}{ratio('median_step_s', 'lora'):>7}{ratio('median_step_s', 'full'):>7}"
+              f"{r['peak_mb']:>10.0f}{ratio('peak_mb', 'lora'):>7}{ratio('peak_mb', 'full'):>7}{r['method_callback_share']:>11.1%}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 0 if len(rows) == len(args.methods) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
