@@ -64,20 +64,22 @@ def row_mask(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
 
 
 def nm_mask(scores: torch.Tensor, n: int, m: int) -> torch.Tensor:
-    """N:M along the input dim: in every group of m consecutive columns prune the n smallest."""
+    """N:M along the input dim: in every group of m consecutive columns keep the n largest.
+
+    N:M means N non-zeros per M (NVIDIA's and the SPP paper's reading: 2:8 is 75 % sparse)."""
     if not (0 < n < m):
         raise ValueError(f"N:M pattern needs 0 < N < M, got {n}:{m}")
     rows, cols = scores.shape
     if cols % m:
         raise ValueError(f"N:M pattern {n}:{m} needs the input dim ({cols}) divisible by {m}")
     groups = scores.float().reshape(rows, cols // m, m)
-    idx = torch.topk(groups, n, dim=2, largest=False, sorted=False).indices
+    idx = torch.topk(groups, m - n, dim=2, largest=False, sorted=False).indices
     mask = torch.ones_like(groups, dtype=torch.bool).scatter_(2, idx, False)
     return mask.reshape(rows, cols)
 
 
 def parse_pattern(pattern: str) -> tuple[int, int] | None:
-    """'unstructured' -> None, '2:4' -> (2, 4)."""
+    """'unstructured' -> None, '2:4' -> (2, 4) = 2 kept of every 4."""
     if pattern == "unstructured":
         return None
     try:

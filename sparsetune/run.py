@@ -71,9 +71,10 @@ def dry_run(cfg: DictConfig, method) -> dict:
 
 
 def _batches(data, cfg: DictConfig, device: torch.device):
-    """ctx.batches(n): n shuffled training batches on the device, for salience and calibration."""
-    def batches(n: int, batch_size: int | None = None):
-        g = torch.Generator().manual_seed(cfg.seed)
+    """ctx.batches(n): n shuffled training batches on the device, for salience and calibration.
+    A different `seed` draws different batches (dynamic re-selection asks for fresh ones)."""
+    def batches(n: int, batch_size: int | None = None, seed: int | None = None):
+        g = torch.Generator().manual_seed(cfg.seed if seed is None else seed)
         loader = DataLoader(data.train, batch_size=batch_size or cfg.salience.batch_size, shuffle=True,
                             collate_fn=data.collator, generator=g)
         for b in islice(loader, n):

@@ -37,6 +37,15 @@ def head(model):
     return sum(p.numel() for n, p in model.named_parameters() if n.startswith("classifier"))
 
 
+def lora_like(r):
+    """r*(in+out) per target matrix + the head: LoRA, PiSSA, and SPEFT matched to LoRA's rank."""
+    return lambda model: sum(r * (o + i) for o, i, _ in _targets(model)) + head(model)
+
+
+def spp(r):
+    return lambda model: sum(r * i + o for o, i, _ in _targets(model)) + head(model)
+
+
 CFG: list = [None]  # the composed config of the running test (target lists for _targets)
 
 # method -> (test overrides, expected trainable count from the *plain* tiny model, fixed zero pattern during training)
@@ -44,6 +53,14 @@ CONTRACT = {
     "full": ([], total, False),
     "magnitude": (["method.sparsity=0.5"], total, False),
     "magnitude-constant": (["method=magnitude", "method.sparsity=0.6", "mask_schedule=constant"], total, True),
+    "lora": (["method.r=8"], lora_like(8), False),
+    "pissa": (["method.r=8"], lora_like(8), False),
+    "speft": (["method.match_lora_rank=8", "salience=gradient", "salience.num_batches=2"], lora_like(8), False),
+    "speft-dynamic": (["method=speft", "method.match_lora_rank=8", "mask_schedule=dynamic", "mask_schedule.update_every=3",
+                       "salience=gradient", "salience.num_batches=2"], lora_like(8), False),
+    "spp": (["salience=magnitude"], spp(16), True),
+    "spp-2:4": (["method=spp", "salience=magnitude", "method.pattern=2:4", "method.sparsity=null"], spp(16), True),
+    "lora_star": (["salience=magnitude", "method.r=8"], lora_like(8), True),
 }
 
 

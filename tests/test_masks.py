@@ -24,11 +24,13 @@ def test_row_mask_is_per_output_row():
     assert row_mask(s, 0.5).tolist() == [[False, False, True, True], [True, True, False, False]]
 
 
-def test_nm_mask_prunes_n_of_every_m_consecutive():
+def test_nm_mask_keeps_n_of_every_m_consecutive():
     s = torch.tensor([[4.0, 1.0, 3.0, 2.0, 0.1, 0.4, 0.3, 0.2]])
     m = nm_mask(s, 2, 4)
     assert m.tolist() == [[True, False, True, False, False, True, True, False]]
     assert (m.reshape(-1, 4).sum(1) == 2).all()
+    # 1:4 keeps one (the largest) per group: 75 % sparse, as 2:8 is in the SPP paper
+    assert nm_mask(s, 1, 4).tolist() == [[True, False, False, False, False, True, False, False]]
 
 
 @pytest.mark.parametrize("bad", ["2-4", "4:2", "0:4", "dense"])

@@ -22,8 +22,9 @@ class MethodContext:
     cfg: DictConfig  # the whole composed config
     total_steps: int
     dry_run: bool = False
-    # yields training batches (dicts of tensors on the model's device), for salience / calibration
-    batches: Callable[[int], Iterable[dict]] | None = None
+    # batches(n, batch_size=None, seed=None) yields n training batches (dicts of tensors on the model's
+    # device), for salience / calibration; another seed gives other batches
+    batches: Callable[..., Iterable[dict]] | None = None
     tokenizer: Any = None
     extras: dict = field(default_factory=dict)
 
@@ -122,13 +123,22 @@ def trainable_breakdown(model: nn.Module) -> dict[str, int]:
         if not p.requires_grad:
             continue
         owner, _, attr = n.rpartition(".")
-        key = f"target.{attr}" if owner in layer_names else ("head" if _is_head(n) else f"other.{attr}")
+        parts = n.split(".")
+        adapter = next((p for p in parts if p.startswith("lora_")), None)  # peft LoRA / PiSSA factors
+        if owner in layer_names:
+            key = f"target.{attr}"
+        elif adapter:
+            key = f"adapter.{adapter}"
+        elif _is_head(parts):
+            key = "head"
+        else:
+            key = f"other.{attr}"
         out[key] = out.get(key, 0) + p.numel()
     return dict(sorted(out.items()))
 
 
-def _is_head(name: str) -> bool:
-    return name.startswith(("classifier", "score", "lm_head", "qa_outputs"))
+def _is_head(parts: list[str]) -> bool:
+    return any(p in ("classifier", "score", "lm_head", "qa_outputs") for p in parts)
 
 
 @torch.no_grad()

@@ -1,0 +1,279 @@
+"""One-shot post-training pruning of a model's target matrices: magnitude, Wanda or SparseGPT.
+
+Wanda and SparseGPT go block by block through the decoder (`model.decoder_layers`): capture the inputs
+of block 0, then for every block (1) run the calibration samples through it with hooks on its target
+matrices collecting statistics, (2) prune those matrices, (3) run the samples through the *pruned*
+block to get the next block's inputs. Magnitude needs no data and prunes each matrix alone.
+
+`prune_for_method(model, cfg, ctx)` is the glue the SPP / LoRA* methods call: pruner = `salience.name`,
+sparsity / pattern from the method config, pruner settings from `salience.options`:
+    calibration: {source, nsamples, seqlen, seed, sampling, text_field, batch_size, max_batches}
+    percdamp: 0.01, blocksize: 128      (SparseGPT only)
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping, Optional
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from transformers.pytorch_utils import Conv1D
+
+from ..schema import SparseMethodConfig
+from ..targets import find_targets, fused_splits
+from .calibration import (
+    BlockInputs,
+    CalibrationSettings,
+    calibration_samples,
+    capture_block_inputs,
+    get_decoder_layers,
+    run_block,
+)
+from .magnitude import magnitude_mask, parse_keep_pattern, pattern_sparsity
+from .sparsegpt import HessianStats, sparsegpt_prune
+from .wanda import InputNormStats, wanda_mask
+
+PRUNERS = ("magnitude", "wanda", "sparsegpt")
+CALIBRATED = ("wanda", "sparsegpt")
+OPTION_KEYS = {"magnitude": set(), "wanda": {"calibration"}, "sparsegpt": {"calibration", "percdamp", "blocksize"}}
+
+
+@dataclass
+class OneShotPruneConfig(SparseMethodConfig):
+    """Method config fields of methods that start from a one-shot pruned model (SPP, LoRA*)."""
+
+    sparsity: Optional[float] = 0.5  # fraction of zeros (unstructured); null or 1-N/M with an N:M pattern
+    pattern: str = "unstructured"  # unstructured | N:M = N weights kept in every M (2:4, 4:8, 2:8)
+    prune: bool = True  # false: the loaded model is already pruned (a local pruned checkpoint)
+
+
+@dataclass
+class PruneSpec:
+    pruner: str
+    sparsity: float  # fraction of zeros; 1 - N/M for N:M
+    pattern: str = "unstructured"
+    blocksize: int = 128
+    percdamp: float = 0.01
+
+    def __post_init__(self):
+        if self.pruner not in PRUNERS:
+            raise ValueError(f"unknown post-training pruner {self.pruner!r}; valid options: {', '.join(PRUNERS)}")
+        self.sparsity = pattern_sparsity(self.pattern, self.sparsity)
+        if int(self.blocksize) < 1 or not (0.0 <= float(self.percdamp)):
+            raise ValueError(f"SparseGPT needs blocksize >= 1 and percdamp >= 0, got {self.blocksize}, {self.percdamp}")
+
+    @property
+    def nm(self) -> tuple[int, int] | None:
+        return parse_keep_pattern(self.pattern)
+
+    def record(self) -> dict:
+        out = asdict(self)
+        if self.pruner != "sparsegpt":
+            out.pop("blocksize"), out.pop("percdamp")
+        return out
+
+
+@dataclass
+class PruneResult:
+    masks: dict[str, torch.Tensor]  # qualified module name -> keep mask (out x in)
+    layers: dict[str, dict]  # per matrix: zeros, numel
+    spec: PruneSpec
+    seconds: float = 0.0
+    calibration: dict | None = None
+    deviations: list[str] = field(default_factory=list)
+
+    def sparsity(self) -> float:
+        zeros = sum(v["zeros"] for v in self.layers.values())
+        return zeros / max(sum(v["numel"] for v in self.layers.values()), 1)
+
+    def record(self) -> dict:
+        return {
+            **self.spec.record(),
+            "achieved_sparsity": self.sparsity(),
+            "seconds": round(self.seconds, 3),
+            "calibration": self.calibration,
+            "reference_deviations": self.deviations,
+            "per_matrix_sparsity": {n: v["zeros"] / v["numel"] for n, v in self.layers.items()},
+        }
+
+
+DEVIATIONS = {
+    "magnitude": "exact floor(numel*s) zeros per matrix (reference prunes |W| <= threshold: one more plus ties)",
+    "sparsegpt": "exact floor(numel*s) zeros per matrix split over the blocksize-column blocks (reference: <= threshold per block)",
+    "wanda": "calibration buffer sized to nsamples (reference hard-codes 128 rows)",
+    "nm": "N:M = N kept of every M (reference scripts prune N of M; identical for 2:4 and 4:8)",
+}
+
+
+# ---- weights in (out, in) layout whatever the module type ---------------------------------------
+def weight_2d(module: nn.Module) -> torch.Tensor:
+    return module.weight.t() if isinstance(module, Conv1D) else module.weight
+
+
+@torch.no_grad()
+def set_weight_2d(module: nn.Module, value: torch.Tensor) -> None:
+    value = value.to(module.weight.dtype)
+    module.weight.copy_(value.t() if isinstance(module, Conv1D) else value)
+
+
+# ---- the pruning loop ------------------------------------------------------------------------------
+def prune_model(
+    model: nn.Module,
+    spec: PruneSpec,
+    targets: Mapping[str, nn.Module],
+    decoder_layers: str | None = None,
+    samples: torch.Tensor | None = None,
+    batch_size: int = 8,
+    splits: Mapping[str, tuple[int, ...]] | None = None,
+) -> PruneResult:
+    """Prune `targets` (qualified name -> Linear/Conv1D) in place and return their keep-masks."""
+    start = time.perf_counter()
+    splits = dict(splits or {})
+    was_training = model.training
+    model.eval()
+    try:
+        if spec.pruner == "magnitude":
+            masks = {name: _prune_magnitude(mod, spec, splits.get(name)) for name, mod in targets.items()}
+        else:
+            if samples is None:
+                raise ValueError(f"{spec.pruner} needs calibration samples")
+            masks = _prune_sequential(model, spec, targets, decoder_layers, samples, batch_size, splits)
+    finally:
+        model.train(was_training)
+    layers = {}
+    for name, mod in targets.items():
+        w = weight_2d(mod)
+        layers[name] = {"zeros": int((w == 0).sum()), "numel": w.numel()}
+    deviations = [DEVIATIONS[spec.pruner]] + ([DEVIATIONS["nm"]] if spec.nm else [])
+    return PruneResult(masks, layers, spec, time.perf_counter() - start, deviations=deviations)
+
+
+@torch.no_grad()
+def _prune_magnitude(module: nn.Module, spec: PruneSpec, groups: tuple[int, ...] | None) -> torch.Tensor:
+    w = weight_2d(module)
+    # fused matrices (q|k|v) are ranked per block, as separate matrices would be
+    parts = torch.split(w, list(groups), dim=0) if groups else [w]
+    mask = torch.cat([magnitude_mask(p, spec.sparsity, spec.nm) for p in parts], dim=0)
+    set_weight_2d(module, w * mask)
+    return mask
+
+
+def _prune_sequential(model, spec, targets, decoder_layers, samples, batch_size, splits) -> dict[str, torch.Tensor]:
+    layers = get_decoder_layers(model, decoder_layers)
+    per_block = _targets_by_block(targets, decoder_layers, len(layers))
+    inputs = capture_block_inputs(model, layers[0], samples, batch_size)
+    masks: dict[str, torch.Tensor] = {}
+    for index, block in enumerate(layers):
+        block_targets = per_block.get(index, {})
+        if block_targets:
+            stats = _collect_stats(block, block_targets, inputs, spec.pruner)
+            for name, mod in block_targets.items():
+                masks[name] = _prune_with_stats(name, mod, stats[name], spec, splits.get(name))
+            del stats
+        inputs = run_block(block, inputs)  # the next block sees the outputs of the pruned block
+    return masks
+
+
+def _targets_by_block(targets, decoder_layers, n_blocks) -> dict[int, dict[str, nn.Module]]:
+    out: dict[int, dict[str, nn.Module]] = {}
+    prefix = decoder_layers + "."
+    outside = []
+    for name, mod in targets.items():
+        index = name[len(prefix) :].split(".", 1)[0] if name.startswith(prefix) else ""
+        if not index.isdigit() or int(index) >= n_blocks:
+            outside.append(name)
+            continue
+        out.setdefault(int(index), {})[name] = mod
+    if outside:
+        raise ValueError(
+            f"post-training pruners only prune matrices inside the decoder blocks ({decoder_layers}.N); "
+            f"these targets are outside: {outside[:5]}: adjust model.target_modules / exclude_modules"
+        )
+    return out
+
+
+def _collect_stats(block: nn.Module, targets: dict[str, nn.Module], inputs: BlockInputs, pruner: str) -> dict:
+    stats_type = InputNormStats if pruner == "wanda" else HessianStats
+    stats, handles = {}, []
+    for name, mod in targets.items():
+        w = weight_2d(mod)
+        stats[name] = stats_type(w.shape[1], w.device)
+        handles.append(mod.register_forward_hook(lambda m, args, out, s=stats[name]: s.add_batch(args[0])))
+    try:
+        run_block(block, inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    return stats
+
+
+@torch.no_grad()
+def _prune_with_stats(name, module, stats, spec: PruneSpec, groups) -> torch.Tensor:
+    w = weight_2d(module)
+    if spec.pruner == "wanda":
+        mask = wanda_mask(w, stats.mean_sq_norm(), spec.sparsity, spec.nm)
+        set_weight_2d(module, w * mask)
+        return mask
+    new_w, mask = sparsegpt_prune(
+        w, stats.hessian(), spec.sparsity, spec.nm, int(spec.blocksize), float(spec.percdamp),
+        row_groups=list(groups) if groups else None, name=name,
+    )
+    set_weight_2d(module, new_w)
+    return mask
+
+
+# ---- glue for methods ------------------------------------------------------------------------------
+def spec_from_config(cfg) -> PruneSpec:
+    pruner = str(cfg.salience.name)
+    if pruner not in PRUNERS:
+        raise ValueError(f"{cfg.method.name} prunes with salience={pruner!r}; valid options: {', '.join(PRUNERS)}")
+    options = _plain(cfg.salience.get("options", {}) or {})
+    unknown = sorted(set(options) - OPTION_KEYS[pruner]) if pruner != "magnitude" else []
+    if unknown:
+        raise ValueError(f"unknown salience.options {unknown} for {pruner}; allowed: {sorted(OPTION_KEYS[pruner])}")
+    extra = {k: options[k] for k in ("percdamp", "blocksize") if k in options and pruner == "sparsegpt"}
+    return PruneSpec(pruner, cfg.method.get("sparsity"), str(cfg.method.get("pattern", "unstructured")), **extra)
+
+
+def calibration_from_config(cfg) -> CalibrationSettings:
+    options = _plain(cfg.salience.get("options", {}) or {})
+    return CalibrationSettings.from_options(options.get("calibration"))
+
+
+def validate_oneshot(cfg) -> PruneSpec:
+    """Early checks of a SPP / LoRA* config; returns the pruning spec."""
+    if cfg.mask_schedule.name != "oneshot":
+        raise ValueError(f"{cfg.method.name} prunes once before training: use mask_schedule=oneshot, got {cfg.mask_schedule.name!r}")
+    if cfg.method.get("scope", "local") != "local":
+        raise ValueError(f"{cfg.method.name}: post-training pruners rank per matrix (method.scope=local), got {cfg.method.scope!r}")
+    spec = spec_from_config(cfg)
+    if spec.pruner in CALIBRATED and cfg.method.get("prune", True):
+        calibration_from_config(cfg)
+        if not cfg.model.get("decoder_layers"):
+            raise ValueError(f"{spec.pruner} needs model.decoder_layers (attribute path of the decoder blocks)")
+    return spec
+
+
+def prune_for_method(model: nn.Module, cfg, ctx, suffixes: list[str]) -> PruneResult:
+    """Prune `model` in place as the config says; calibration from the training batches or a file."""
+    spec = spec_from_config(cfg)
+    targets = find_targets(model, suffixes, cfg.model.get("exclude_modules", []) or [])
+    fused = cfg.model.get("fused_modules")
+    splits = {n: s for n, m in targets.items() if (s := fused_splits(n, weight_2d(m).shape[0], fused))}
+    samples, calibration = None, None
+    if spec.pruner in CALIBRATED:
+        settings = calibration_from_config(cfg)
+        samples = calibration_samples(settings, ctx.tokenizer, ctx.batches)
+        calibration = settings.record()
+        batch_size = settings.batch_size
+    else:
+        batch_size = 1
+    result = prune_model(model, spec, targets, cfg.model.get("decoder_layers"), samples, batch_size, splits)
+    result.calibration = calibration
+    return result
+
+
+def _plain(node: Any) -> dict:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)

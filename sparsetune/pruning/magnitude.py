@@ -1,0 +1,52 @@
+"""Magnitude pruning per matrix, and the pattern -> keep-mask selection every pruner shares.
+
+Sparsity patterns (`method.pattern`):
+- `unstructured`: floor(numel * s) entries pruned per matrix (magnitude, SparseGPT) or floor(in * s)
+  per output row (Wanda's comparison group). The reference magnitude baseline prunes `|W| <= threshold`
+  at sorted index floor(numel*s), i.e. one entry too many plus ties; here the count is exact.
+- `N:M`: in every group of M consecutive input columns of a row, N entries are KEPT (the standard
+  meaning, and the SPP paper's: "2:8" is its 75% setting). The Wanda/SparseGPT scripts read "N:M" as
+  "prune N of M"; both readings agree for 2:4 and 4:8 (50%), only 2:8-style patterns differ.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..masks import check_sparsity, nm_mask, parse_pattern, row_mask, topk_mask
+
+
+def parse_keep_pattern(pattern: str) -> tuple[int, int] | None:
+    """'unstructured' -> None; 'N:M' -> (N kept, M group size)."""
+    return parse_pattern(str(pattern))
+
+
+def pattern_sparsity(pattern: str, sparsity: float | None) -> float:
+    """The fraction of zeros a pattern implies: 1 - N/M for N:M, else the configured sparsity."""
+    nm = parse_keep_pattern(pattern)
+    if nm is None:
+        if sparsity is None:
+            raise ValueError("unstructured pruning needs method.sparsity (fraction of zeros, in [0, 1))")
+        return check_sparsity(sparsity)
+    implied = 1.0 - nm[0] / nm[1]
+    if sparsity is not None and abs(float(sparsity) - implied) > 1e-9:
+        raise ValueError(
+            f"method.pattern {pattern!r} keeps {nm[0]} of every {nm[1]} weights (sparsity {implied:g}); "
+            f"method.sparsity={sparsity} contradicts it: leave sparsity unset (null) or set it to {implied:g}"
+        )
+    return implied
+
+
+def select_mask(scores: torch.Tensor, sparsity: float, nm: tuple[int, int] | None, granularity: str) -> torch.Tensor:
+    """Keep-mask from scores (out x in): N:M groups, or per-row / per-matrix lowest-score pruning."""
+    if nm is not None:
+        return nm_mask(scores, *nm)
+    if granularity == "row":
+        return row_mask(scores, sparsity)
+    if granularity == "matrix":
+        return topk_mask(scores, sparsity)
+    raise ValueError(f"mask granularity must be 'row' or 'matrix', got {granularity!r}")
+
+
+def magnitude_mask(weight: torch.Tensor, sparsity: float, nm: tuple[int, int] | None) -> torch.Tensor:
+    """Keep-mask of the largest |W| of the matrix (exactly floor(numel*s) pruned), or N:M on |W|."""
+    return select_mask(weight.detach().float().abs(), sparsity, nm, granularity="matrix")
