@@ -25,7 +25,7 @@ def test_every_option_composes(group, option):
 def test_defaults_are_the_embedded_demo():
     cfg = compose_cfg()
     assert cfg.model.name == "minilm-l6" and cfg.task.name == "synthetic_sentiment"
-    assert cfg.model.source == "embedded"
+    assert cfg.model.source == "embedded" and cfg.method.name == "pst" and cfg.method.sparsity == 0.9
 
 
 def test_unknown_option_lists_valid_ones():

@@ -21,12 +21,14 @@ from sparsetune.schedules import sparsity_at
 
 
 def _targets(model):
-    """(out, in, has_bias) of every target matrix of the tiny BERT (6 per layer, 2 layers, hidden 32, ffn 64)."""
+    """(out, in, fused parts) of every target matrix of the tiny model."""
     from sparsetune.export import weight_out_in
     from sparsetune.methods.base import target_suffixes
-    from sparsetune.targets import find_targets
+    from sparsetune.targets import find_targets, fused_splits
 
-    return [(*weight_out_in(m).shape, m.bias is not None) for m in find_targets(model, target_suffixes(CFG[0]), []).values()]
+    found = find_targets(model, target_suffixes(CFG[0]), [])
+    shapes = {n: weight_out_in(m).shape for n, m in found.items()}
+    return [(o, i, len(fused_splits(n, o, CFG[0].model.fused_modules) or (o,))) for n, (o, i) in shapes.items()]
 
 
 def total(model):
@@ -34,12 +36,22 @@ def total(model):
 
 
 def head(model):
-    return sum(p.numel() for n, p in model.named_parameters() if n.startswith("classifier"))
+    return sum(p.numel() for n, p in model.named_parameters() if n.startswith(("classifier", "score")))
 
 
 def lora_like(r):
     """r*(in+out) per target matrix + the head: LoRA, PiSSA, and SPEFT matched to LoRA's rank."""
     return lambda model: sum(r * (o + i) for o, i, _ in _targets(model)) + head(model)
+
+
+def pst(r1, r2):
+    """(n+k)(r1+r2+1) per logical matrix (fused q|k|v counts as three) + target biases + the head."""
+    return lambda model: sum(p * (o // p + i) * (r1 + r2 + 1) + o for o, i, p in _targets(model)) + head(model)
+
+
+def movement(model):
+    """every weight trains, plus one score per target weight"""
+    return total(model) + sum(o * i for o, i, _ in _targets(model))
 
 
 def spp(r):
@@ -53,6 +65,10 @@ CONTRACT = {
     "full": ([], total, False),
     "magnitude": (["method.sparsity=0.5"], total, False),
     "magnitude-constant": (["method=magnitude", "method.sparsity=0.6", "mask_schedule=constant"], total, True),
+    "pst": (["method.sparsity=0.5"], pst(8, 8), False),
+    "pst-gpt2": (["method=pst", "model=tiny-gpt2", "method.sparsity=0.5", "method.r1=4", "method.r2=2"], pst(4, 2), False),
+    "movement": (["method.sparsity=0.5"], movement, False),
+    "movement-gpt2": (["method=movement", "model=tiny-gpt2", "method.sparsity=0.7"], movement, False),
     "lora": (["method.r=8"], lora_like(8), False),
     "pissa": (["method.r=8"], lora_like(8), False),
     "speft": (["method.match_lora_rank=8", "salience=gradient", "salience.num_batches=2"], lora_like(8), False),

@@ -40,7 +40,8 @@ class ScheduledMaskMethod(Method):
         every = int(self.cfg.mask_schedule.get("update_every", 1))
         first = next(iter(self.layers.values()))
         unchanged = abs(float(first.current_sparsity) - s) < 1e-6  # buffer is float32
-        if (unchanged and not self.rescore_every_step) or (step % every and s < self.target_sparsity()):
+        # at sparsity 0 every mask is all-ones whatever the scores, so rescoring methods skip the warm-up too
+        if (unchanged and (not self.rescore_every_step or s == 0.0)) or (step % every and s < self.target_sparsity()):
             return
         self.set_masks(s)
         self.history.append({"step": step, "scheduled": s, "achieved": self.achieved()})

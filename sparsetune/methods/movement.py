@@ -1,0 +1,83 @@
+"""MvP: movement pruning (Sanh et al. 2020), top-k variant, the PST paper's baseline.
+
+Every parameter trains as in full fine-tuning, plus one score per target weight (initialised to |W| as
+the PST paper did, §4.2). Before every optimizer step the mask becomes the top-k of the scores at the
+cubic schedule's sparsity (per matrix; method.scope=global ranks all). Scores get their own learning rate
+(`score_lr`, 1e-2 as the HF example's mask_scores_learning_rate) and no weight decay; the other parameters
+use the Trainer's lr, with decay except on biases and norms. Trainable count for BERT-base: 109.5M weights
++ 84.9M scores = 194.4M (the paper's 194.93M counts the model as 110.00M).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers.trainer_pt_utils import get_parameter_names
+
+from ..layers.movement import SCORE_INITS, MovementLinear
+from ..layers.ste import binarize_topk
+from ..registry import METHODS
+from ..schema import SparseMethodConfig
+from .masked_base import ScheduledMaskMethod
+
+# the Trainer's own no-decay rule: biases and normalisation layers
+_NO_DECAY_PATTERNS = [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]
+
+
+@dataclass
+class MovementConfig(SparseMethodConfig):
+    score_lr: float = 1.0e-2  # learning rate of the scores (weights use train.lr)
+    score_init: str = "magnitude"  # magnitude = |W| (PST paper's MvP) | constant = 0 (HF example default)
+
+
+@METHODS.register("movement")
+class MovementPruning(ScheduledMaskMethod):
+    name = "movement"
+    Config = MovementConfig
+    rescore_every_step = True
+    mask_fn = staticmethod(binarize_topk)
+
+    def validate(self, cfg):
+        super().validate(cfg)
+        if cfg.method.score_init not in SCORE_INITS:
+            raise ValueError(f"method.score_init must be one of {list(SCORE_INITS)}, got {cfg.method.score_init!r}")
+        if not float(cfg.method.score_lr) > 0:
+            raise ValueError(f"method.score_lr must be > 0, got {cfg.method.score_lr}")
+
+    def apply(self, model, ctx):
+        self.validate(self.cfg)
+        super().apply(model, ctx)
+        init = self.mcfg.score_init
+        self.wrap_targets(model, lambda name, mod, splits: MovementLinear(mod, splits, score_init=init))
+        for p in model.parameters():
+            p.requires_grad_(True)
+        if not ctx.dry_run:
+            self.update_masks(0)
+        return model
+
+    def scores(self, layer: MovementLinear) -> torch.Tensor:
+        return layer.scores.detach()
+
+    def optimizer_groups(self, model: nn.Module) -> list[dict]:
+        """Scores (own lr, no decay) | decayed weights | biases and norms (no decay); lr/decay left out of
+        the last two take the optimizer's defaults (train.lr, train.weight_decay)."""
+        score_ids = {id(layer.scores) for layer in self.layers.values()}
+        decay_names = set(get_parameter_names(model, [nn.LayerNorm], _NO_DECAY_PATTERNS))
+        scores, decay, no_decay = [], [], []
+        for n, p in model.named_parameters():
+            if not p.requires_grad:
+                continue
+            if id(p) in score_ids:
+                scores.append(p)
+            else:
+                (decay if n in decay_names else no_decay).append(p)
+        groups = [
+            {"params": scores, "lr": float(self.mcfg.score_lr), "weight_decay": 0.0},
+            {"params": decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+        return [g for g in groups if g["params"]]
+
+    def record(self):
+        return {**super().record(), "score_lr": float(self.mcfg.score_lr), "score_init": self.mcfg.score_init}
