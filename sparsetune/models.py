@@ -80,6 +80,9 @@ def _tiny(cfg: DictConfig):
     tok = wordpiece_tokenizer() if cfg.model.family in ("bert", "roberta") else bytelevel_tokenizer()
     config = arch_config(cfg, vocab_size=len(tok))
     config.pad_token_id = tok.pad_token_id
+    for special in ("bos_token_id", "eos_token_id"):
+        if getattr(tok, special) is not None:
+            setattr(config, special, getattr(tok, special))
     if cfg.model.family == "roberta":
         config.max_position_embeddings = int(cfg.model.arch.max_position_embeddings)
     return auto_class(cfg.task).from_config(config), tok

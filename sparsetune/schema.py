@@ -10,7 +10,13 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig
+
+
+def open_dict_node() -> DictConfig:
+    """An empty mapping that takes new keys from the command line (task.data_files={train: x.jsonl})
+    even though the composed config is in struct mode."""
+    return DictConfig({}, flags={"struct": False})
 
 
 @dataclass
@@ -75,7 +81,7 @@ class TaskConfig:
     hub_id: Optional[str] = None
     hub_config: Optional[str] = None
     data_dir: Optional[str] = None
-    data_files: Dict[str, str] = field(default_factory=dict)  # split -> jsonl/csv/parquet with the hub's columns
+    data_files: Dict[str, str] = field(default_factory=lambda: open_dict_node())  # split -> jsonl/csv/parquet with the hub's columns
     text_fields: List[str] = field(default_factory=list)
     label_field: str = "label"
     num_labels: int = 2
@@ -86,7 +92,7 @@ class TaskConfig:
     max_length: int = 128
     max_train_samples: Optional[int] = None
     max_eval_samples: Optional[int] = None
-    options: Dict[str, Any] = field(default_factory=dict)  # loader-specific settings
+    options: Dict[str, Any] = field(default_factory=lambda: open_dict_node())  # loader-specific (loaders check keys)
 
 
 @dataclass
@@ -98,6 +104,7 @@ class SalienceConfig:
 
 
 def register() -> None:
+    from .evaluation.schema import EvalConfig
     from .registry import METHODS
 
     cs = ConfigStore.instance()
@@ -106,5 +113,6 @@ def register() -> None:
     cs.store(group="schema/model", name="base", node=ModelConfig)
     cs.store(group="schema/task", name="base", node=TaskConfig)
     cs.store(group="schema/salience", name="base", node=SalienceConfig)
+    cs.store(group="schema/eval", name="base", node=EvalConfig)
     for name in METHODS.names():
         cs.store(group="schema/method", name=name, node=getattr(METHODS.get(name), "Config", MethodConfig))

@@ -1,0 +1,58 @@
+"""Batched generation for the generation-based evaluators (GSM8K exact match, data-to-text BLEU).
+
+Prompts arrive as token ids (built exactly like the prompt part of a training sequence) and are
+left-padded, so every row's continuation starts right after its own last prompt token.
+"""
+from __future__ import annotations
+
+import torch
+from transformers import GenerationConfig
+
+
+def settings(opts: dict) -> dict:
+    """The generation settings recorded with the metrics (task options of the same names)."""
+    out = {k: opts[k] for k in ("max_new_tokens", "num_beams", "length_penalty", "no_repeat_ngram_size",
+                                "early_stopping", "eval_batch_size", "stop") if k in opts}
+    for key in ("max_new_tokens", "num_beams", "eval_batch_size"):
+        if key in out and (not isinstance(out[key], int) or out[key] < 1):
+            raise ValueError(f"task.options.{key}={out[key]!r} must be an integer >= 1")
+    return out
+
+
+def cut_at_stop(text: str, stop: list[str]) -> str:
+    """The text before the earliest stop string (lm-eval's `until`)."""
+    cuts = [i for i in (text.find(s) for s in stop) if i >= 0]
+    return text[: min(cuts)] if cuts else text
+
+
+@torch.no_grad()
+def generate(model, tokenizer, prompts: list[list[int]], gen: dict) -> list[str]:
+    """Decoded continuations (special tokens skipped, cut at gen['stop'], stripped), one per prompt."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    beams = int(gen.get("num_beams", 1))
+    stop = list(gen.get("stop") or [])
+    config = GenerationConfig(
+        max_new_tokens=int(gen.get("max_new_tokens", 64)), do_sample=False, num_beams=beams,
+        length_penalty=float(gen.get("length_penalty", 1.0)), no_repeat_ngram_size=int(gen.get("no_repeat_ngram_size", 0)),
+        early_stopping=bool(gen.get("early_stopping", True)) if beams > 1 else False,
+        pad_token_id=pad, eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id,
+        stop_strings=stop or None,  # stops a row early; the text is still cut at the first stop string below
+    )
+    bs = int(gen.get("eval_batch_size", 8))
+    out: list[str] = []
+    try:
+        for start in range(0, len(prompts), bs):
+            chunk = prompts[start:start + bs]
+            width = max(len(p) for p in chunk)
+            ids = torch.tensor([[pad] * (width - len(p)) + p for p in chunk], device=device)
+            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk], device=device)
+            extra = {"tokenizer": tokenizer} if stop else {}  # stop strings are matched on decoded tokens
+            seqs = model.generate(input_ids=ids, attention_mask=mask, generation_config=config, **extra)
+            texts = tokenizer.batch_decode(seqs[:, width:], skip_special_tokens=True)
+            out += [cut_at_stop(t, stop).strip() for t in texts]
+    finally:
+        model.train(was_training)
+    return out
