@@ -17,6 +17,7 @@ from transformers import set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from . import models, records, validate
+from .evaluation.suite import evaluate_suite
 from .export import sparsity_report, save_and_verify
 from .methods.base import MethodContext, count_params
 from .registry import METHODS, TASK_LOADERS
@@ -120,6 +121,7 @@ def train_and_export(cfg: DictConfig, method, run_dir: Path, extra_callbacks: li
     metrics["train_loss"] = final_loss
     for name, extra in data.extras.get("evaluators", {}).items():
         metrics[name] = extra(merged, tok, cfg)
+    metrics.update(evaluate_suite(merged, tok, cfg))
     sparsity = sparsity_report(merged, cfg, method.target_sparsity())
     export = None
     if cfg.export:

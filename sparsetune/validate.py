@@ -6,6 +6,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
+from .evaluation.suite import check_eval_config
 from .registry import METHODS, TASK_LOADERS
 
 CHOICES = {
@@ -74,6 +75,7 @@ def checked_method(cfg: DictConfig):
     try:
         method = METHODS.get(cfg.method.name)(cfg)
         method.validate(cfg)
+        check_eval_config(cfg)
     except ValueError as e:
         raise ConfigError(f"invalid configuration:\n  - {e}") from None
     return method
