@@ -3,6 +3,7 @@
     python benchmarks/bench_step.py                          # BERT-base shape, batch 8 x 128, CPU
     python benchmarks/bench_step.py --device cuda --steps 30
     python benchmarks/bench_step.py --methods lora pst --model opt-350m
+    python benchmarks/bench_step.py --model smollm2-135m --task alpaca --methods lora spp spp-naive   # SPP eq. 7
 
 Each method runs in its own process (peak memory is per process) through the same Trainer loop as
 train.py, on random weights and random tokens (speed and memory do not depend on the values). Reported:
@@ -28,7 +29,11 @@ DEFAULT_METHODS = ["full", "lora", "magnitude", "movement", "pst", "speft"]
 METHOD_OVERRIDES = {
     "lora": ["method.r=8"],
     "speft": ["method.match_lora_rank=8", "mask_schedule=static", "salience=magnitude"],
+    "spp": ["salience=magnitude"],  # the pruner does not change speed or memory of training
+    "lora_star": ["salience=magnitude"],
 }
+# benchmark rows that are a method with other settings: row name -> (method, overrides)
+VARIANTS = {"spp-naive": ("spp", ["salience=magnitude", "method.impl=naive"])}
 
 
 def rss_mb() -> float:
@@ -56,9 +61,10 @@ def worker(args) -> dict:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     sparsetune.schema.register()
-    overrides = [f"model={args.model}", f"method={args.method}", "task=glue/sst2", f"hardware={'gpu' if args.device == 'cuda' else 'cpu'}",
+    method_name, method_overrides = VARIANTS.get(args.method, (args.method, METHOD_OVERRIDES.get(args.method, [])))
+    overrides = [f"model={args.model}", f"method={method_name}", f"task={args.task}", f"hardware={'gpu' if args.device == 'cuda' else 'cpu'}",
                  f"train.batch_size={args.batch}", f"train.max_steps={args.steps}", "train.eval_strategy=no", "train.save_steps=100000",
-                 "train.logging_steps=100000", *METHOD_OVERRIDES.get(args.method, []), *args.override]
+                 "train.logging_steps=100000", *method_overrides, *args.override]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides)
     base_rss = rss_mb()
@@ -66,8 +72,9 @@ def worker(args) -> dict:
     vocab = model.config.vocab_size
     n = args.batch * (args.steps + 2)
     g = torch.Generator().manual_seed(0)
-    data = Dataset.from_dict({"input_ids": torch.randint(5, vocab, (n, args.seq), generator=g).tolist(),
-                              "attention_mask": [[1] * args.seq] * n, "labels": torch.randint(0, 2, (n,), generator=g).tolist()})
+    ids = torch.randint(5, vocab, (n, args.seq), generator=g).tolist()
+    labels = ids if cfg.task.kind == "causal_lm" else torch.randint(0, 2, (n,), generator=g).tolist()
+    data = Dataset.from_dict({"input_ids": ids, "attention_mask": [[1] * args.seq] * n, "labels": labels})
 
     def batches(k, batch_size=None):
         bs = batch_size or cfg.salience.batch_size
@@ -130,6 +137,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--methods", nargs="+", default=DEFAULT_METHODS)
     ap.add_argument("--model", default="bert-base-uncased")
+    ap.add_argument("--task", default="glue/sst2", help="glue/sst2 (classification head) or alpaca (causal LM)")
+    ap.add_argument("--epoch-examples", type=int, default=67349, help="one epoch for the salience share (SST-2 train)")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--steps", type=int, default=8)
@@ -159,6 +168,11 @@ def main() -> int:
         ratio = lambda key, base: f"{r[key] / by[base][key]:.2f}" if base in by else "-"
         print(f"{r['method']:<11}{r['trainable']:>13,}{r['median_step_s']:>9.3f}{ratio('median_step_s', 'lora'):>7}{ratio('median_step_s', 'full'):>7}"
               f"{r['peak_mb']:>10.0f}{ratio('peak_mb', 'lora'):>7}{ratio('peak_mb', 'full'):>7}{r['method_callback_share']:>11.1%}")
+    for r in rows:
+        if r["apply_s"] > 1.0:  # salience / one-shot pruning before training
+            epoch = args.epoch_examples / args.batch * r["median_step_s"]
+            print(f"{r['method']}: {r['apply_s']:.1f}s before training = {r['apply_s'] / epoch:.2%} of one epoch "
+                  f"({args.epoch_examples} examples at batch {args.batch})")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0 if len(rows) == len(args.methods) else 1

@@ -21,7 +21,7 @@ from .evaluation.suite import evaluate_suite
 from .export import sparsity_report, save_and_verify
 from .methods.base import MethodContext, count_params
 from .registry import METHODS, TASK_LOADERS
-from .training import FreshStorageOnResume, MethodTrainer, TimingCallback, total_steps, train_loss_history, training_args
+from .training import FreshStorageOnResume, eval_at_start, MethodTrainer, TimingCallback, total_steps, train_loss_history, training_args
 
 
 def default_run_dir(cfg: DictConfig) -> Path:
@@ -119,6 +119,8 @@ def train_and_export(cfg: DictConfig, method, run_dir: Path, extra_callbacks: li
     merged = method.merge(trainer.model)
     metrics = evaluate_merged(merged, trainer, data)
     metrics["train_loss"] = final_loss
+    if cfg.train.eval_on_start:
+        metrics["eval_start"] = eval_at_start(trainer)
     for name, extra in data.extras.get("evaluators", {}).items():
         metrics[name] = extra(merged, tok, cfg)
     metrics.update(evaluate_suite(merged, tok, cfg))

@@ -36,6 +36,7 @@ def training_args(cfg: DictConfig, output_dir: str, steps: int) -> TrainingArgum
         max_steps=steps,
         eval_strategy=eval_strategy,
         eval_steps=t.eval_steps,
+        eval_on_start=t.eval_on_start,
         save_strategy="steps",
         save_steps=t.save_steps,
         save_total_limit=t.save_total_limit,
@@ -89,6 +90,16 @@ class TimingCallback(TrainerCallback):
             self.train_seconds += time.perf_counter() - self._t0
             self.steps += 1
             self._t0 = None
+
+
+def eval_at_start(trainer: Trainer) -> dict | None:
+    """The evaluation logged before the first step (train.eval_on_start), per metric, first eval split."""
+    first = next((h for h in trainer.state.log_history if h.get("step") == 0 and any(k.startswith("eval_") for k in h)), None)
+    if first is None:
+        return None
+    split = next(iter(trainer.eval_dataset)) if isinstance(trainer.eval_dataset, dict) else None
+    prefix = f"eval_{split}_" if split else "eval_"
+    return {k.removeprefix(prefix): v for k, v in first.items() if k.startswith(prefix)}
 
 
 def train_loss_history(trainer: Trainer) -> tuple[float | None, list[dict]]:

@@ -98,3 +98,9 @@ def test_wandb_logger_works_offline(tiny_cfg, tmp_path, monkeypatch):
     res = run(tiny_cfg("method=full", "logger=wandb", "train.max_steps=2", "export=false"), tmp_path)
     assert res["status"] == "completed"
     assert list((tmp_path / "wandb").glob("offline-run-*")), "wandb wrote no offline run into the run dir"
+
+
+def test_eval_on_start_records_the_untrained_metrics(tiny_cfg, tmp_path):
+    res = run(tiny_cfg("method=full", "train.eval_on_start=true", "export=false"), tmp_path)
+    start, end = res["metrics"]["eval_start"], res["metrics"]["eval"]
+    assert {"loss", "accuracy"} <= set(start) and start["loss"] != end["loss"]
