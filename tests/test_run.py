@@ -104,3 +104,19 @@ def test_eval_on_start_records_the_untrained_metrics(tiny_cfg, tmp_path):
     res = run(tiny_cfg("method=full", "train.eval_on_start=true", "export=false"), tmp_path)
     start, end = res["metrics"]["eval_start"], res["metrics"]["eval"]
     assert {"loss", "accuracy"} <= set(start) and start["loss"] != end["loss"]
+
+
+def test_local_model_dir_and_local_jsonl_files(tiny_cfg, tmp_path):
+    # a run's exported model directory serves as a "local copy" of a hub model (model.path)
+    first = run(tiny_cfg("method=full", "train.max_steps=2"), tmp_path / "first")
+    rows = [{"sentence": f"{'a charming film' if i % 2 else 'a dull mess'} {i}", "label": i % 2} for i in range(24)]
+    files = {}
+    for split in ("train", "validation"):
+        files[split] = tmp_path / f"{split}.jsonl"
+        files[split].write_text("\n".join(json.dumps(r) for r in rows))
+    cfg = tiny_cfg("method=magnitude", "method.sparsity=0.5", "model=bert-base-uncased", f"model.path={first['export']['dir']}",
+                   "task=glue/sst2", f"task.data_files={{train: {files['train']}, validation: {files['validation']}}}")
+    res = run(cfg, tmp_path / "second")
+    assert res["model"]["source"] == "local" and res["model"]["location"] == first["export"]["dir"]
+    assert res["data"]["num_train"] == 24 and res["data"]["source"].startswith("files")
+    assert res["sparsity"]["max_abs_count_error_per_matrix"] == 0
