@@ -107,11 +107,12 @@ def train_and_export(cfg: DictConfig, method, run_dir: Path, extra_callbacks: li
     ckpt_dir = run_dir / "checkpoints"
     resume_from = _resume_checkpoint(cfg, ckpt_dir)
     timing = TimingCallback()
+    callbacks = [*method.callbacks(), timing, *extra_callbacks] + ([FreshStorageOnResume()] if resume_from else [])
     first_eval = next(iter(data.eval.values()))
     trainer = MethodTrainer(
         model=model, args=training_args(cfg, str(ckpt_dir), steps), train_dataset=data.train, eval_dataset=data.eval,
         data_collator=data.collator, processing_class=tok, compute_metrics=data.compute_metrics,
-        callbacks=[*method.callbacks(), timing, *extra_callbacks, *([FreshStorageOnResume()] if resume_from else [])], param_groups=method.optimizer_groups(model),
+        callbacks=callbacks, param_groups=method.optimizer_groups(model),
     )
     trainer.train(resume_from_checkpoint=resume_from)
     final_loss, loss_log = train_loss_history(trainer)
