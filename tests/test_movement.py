@@ -13,7 +13,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, BertCon
 from transformers import GPT2Config, GPT2ForSequenceClassification
 
 from sparsetune.layers.movement import MovementLinear
-from sparsetune.layers.ste import _topk_select, binarize_topk, kth_smallest
+from sparsetune.layers.ste import _exact_keep, _topk_select, binarize_topk
 from sparsetune.masks import num_pruned, topk_mask
 from sparsetune.methods.base import MethodContext, count_params
 from sparsetune.registry import METHODS
@@ -86,14 +86,17 @@ def test_binarizer_breaks_ties_exactly_and_deterministically():
     assert int((~binarize_topk(torch.zeros(40, 40), 0.333)).sum()) == num_pruned(1600, 0.333)
 
 
-def test_kth_smallest_with_and_without_the_sampled_bracket():
+def test_sampled_bracket_gives_the_exact_mask():
     g = torch.Generator().manual_seed(1)
     flat = torch.randn(100_000, generator=g)
-    ordered = flat.sort().values
-    for j in (1, 77, 50_000, 99_999, 100_000):
-        assert kth_smallest(flat, j) == ordered[j - 1]
     skewed = torch.cat([torch.zeros(60_000), torch.randn(40_000, generator=g)])  # bracket collapses onto ties
-    assert kth_smallest(skewed, 59_000) == 0 and kth_smallest(skewed, 90_000) == skewed.sort().values[89_999]
+    for scores in (flat, skewed):
+        for n_prune in (1, 77, 50_000, 59_000, 90_000, 99_999):
+            fast = binarize_topk(scores, n_prune / scores.numel() + 1e-9)
+            assert int((~fast).sum()) == n_prune
+            assert torch.equal(fast, _exact_keep(scores, n_prune)), n_prune  # same ties pruned too
+    ordered = flat.sort().values
+    assert (flat[binarize_topk(flat, 0.5)] >= ordered[50_000]).all()
 
 
 def test_binarizer_rejects_nan_scores():

@@ -40,9 +40,29 @@ def _topk_select(flat: torch.Tensor, n_prune: int) -> torch.Tensor:
 
 def _threshold_select(flat: torch.Tensor, n_prune: int) -> torch.Tensor:
     """Keep the scores >= the (n_prune+1)-th smallest; among scores equal to it, prune the last ones in
-    index order, so exactly n_prune are pruned and ties are broken deterministically."""
+    index order, so exactly n_prune are pruned and ties are broken deterministically.
+
+    Fast path: a strided sample brackets the threshold; everything above the bracket is kept, everything
+    below pruned, and only the few in between are ranked: two comparisons over the scores instead of a
+    full k-th value search, which matters because PST / MvP re-mask every matrix on every step."""
+    bracket = sample_bracket(flat, n_prune + 1)
+    if bracket is not None:
+        lo, hi = bracket
+        below, above = flat < lo, flat > hi
+        in_band = ~(below | above)
+        k_band = n_prune - int(torch.count_nonzero(below))  # how many of the band to prune
+        if 0 <= k_band < int(torch.count_nonzero(in_band)):
+            vals = flat[in_band]  # index order, so ties are broken as in the exact path
+            if torch.isnan(vals).any():
+                raise ValueError("cannot rank non-finite (NaN) scores: the training diverged")
+            return above.masked_scatter_(in_band, _exact_keep(vals, k_band))
+    return _exact_keep(flat, n_prune)
+
+
+def _exact_keep(flat: torch.Tensor, n_prune: int) -> torch.Tensor:
+    """Keep-mask pruning exactly the n_prune smallest; ties at the threshold pruned last-in-index-order."""
     keep = flat.numel() - n_prune
-    threshold = kth_smallest(flat, n_prune + 1)
+    threshold = torch.kthvalue(flat, n_prune + 1).values
     mask = flat >= threshold
     extra = int(mask.sum()) - keep
     if extra < 0:  # only NaN scores compare false everywhere
@@ -53,29 +73,23 @@ def _threshold_select(flat: torch.Tensor, n_prune: int) -> torch.Tensor:
     return mask
 
 
-def kth_smallest(flat: torch.Tensor, j: int, sample_size: int = 16384) -> torch.Tensor:
-    """The j-th smallest value (1-based) of a 1-D tensor, exactly.
-
-    A strided sample brackets the value between two sample quantiles (±4 standard errors of the rank);
-    if the counts confirm the bracket, only the elements inside it are searched. Otherwise (rare, or a
-    tensor too small to sample) it falls back to one kthvalue over everything.
-    """
+def sample_bracket(flat: torch.Tensor, j: int, sample_size: int = 16384) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Two values bracketing the j-th smallest (1-based) with high probability: sample quantiles
+    ±4 standard errors of the rank around j/n. None for tensors too small to sample."""
     n = flat.numel()
     stride = n // sample_size
-    if stride >= 2:
-        # a stride coprime to typical row lengths (powers of two times small factors) visits every column
-        while math.gcd(stride, 2 * 3 * 5 * 7) != 1:
-            stride += 1
-        sample = flat[::stride]
-        m = sample.numel()
-        rank = j / n * m
-        slack = 4.0 * math.sqrt(m) + 2.0
-        lo = torch.kthvalue(sample, max(int(rank - slack), 1)).values
-        hi = torch.kthvalue(sample, min(int(rank + slack) + 1, m)).values
-        below, upto = int((flat < lo).sum()), int((flat <= hi).sum())
-        if below < j <= upto:
-            return torch.kthvalue(flat[(flat >= lo) & (flat <= hi)], j - below).values
-    return torch.kthvalue(flat, j).values
+    if stride < 2:
+        return None
+    # a stride coprime to typical row lengths (powers of two times small factors) visits every column
+    while math.gcd(stride, 2 * 3 * 5 * 7) != 1:
+        stride += 1
+    sample = flat[::stride]
+    m = sample.numel()
+    rank = j / n * m
+    slack = 4.0 * math.sqrt(m) + 2.0
+    lo = torch.kthvalue(sample, max(int(rank - slack), 1)).values
+    hi = torch.kthvalue(sample, min(int(rank + slack) + 1, m)).values
+    return lo, hi
 
 
 class _MaskedWeightSTE(torch.autograd.Function):
