@@ -19,6 +19,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 from torch import nn
 
 from .base import TargetLinear
@@ -64,8 +65,8 @@ class SPPLinear(TargetLinear):
         lead = x.shape[:-1]
         flat = x.reshape(-1, self.in_features)  # any number of leading dims (the reference needs 3-D)
         blocks = self.weight.view(self.r, self.out_features // self.r, self.in_features)
-        # one block at a time: only a (tokens x n) scaled input exists at once, and autograd keeps just
-        # x and the concatenated output (for beta's gradient); W~ needs no gradient, so no copy is saved
+        # one block at a time: only a (tokens x n) scaled input exists at once; W~ needs no gradient, so
+        # no copy of it is saved (forward() checkpoints this branch, so only its input is kept)
         out = torch.cat([F.linear(flat * self.alpha[k], blocks[k]) for k in range(self.r)], dim=-1)
         return (out * self.beta.view(1, -1)).view(*lead, self.out_features)
 
@@ -73,7 +74,14 @@ class SPPLinear(TargetLinear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         base = F.linear(x, self.weight, self.bias)
         x_drop = self.dropout(x)
-        delta = self.delta_blocked(x_drop) if self.impl == "blocked" else self.delta_naive(x_drop)
+        if self.impl == "naive":
+            delta = self.delta_naive(x_drop)
+        elif torch.is_grad_enabled() and self.alpha.requires_grad:
+            # recompute the branch in backward (as the reference's torch.utils.checkpoint does): beta's
+            # gradient would otherwise keep a tokens x out activation per layer alive until backward
+            delta = checkpoint(self.delta_blocked, x_drop, use_reentrant=False)
+        else:
+            delta = self.delta_blocked(x_drop)
         return base + self.scaling * delta
 
     def effective_weight(self) -> torch.Tensor:
