@@ -20,7 +20,7 @@ from . import models, records, validate
 from .evaluation.suite import evaluate_suite
 from .export import sparsity_report, save_and_verify
 from .methods.base import MethodContext, count_params
-from .registry import METHODS, TASK_LOADERS
+from .registry import TASK_LOADERS
 from .training import FreshStorageOnResume, eval_at_start, MethodTrainer, TimingCallback, total_steps, train_loss_history, training_args
 
 

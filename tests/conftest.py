@@ -36,3 +36,22 @@ def compose_cfg(overrides: list[str] | tuple = ()):
 @pytest.fixture
 def tiny_cfg():
     return lambda *extra: compose_cfg([*TINY, *extra])
+
+
+def method_cfg(model: str, method: str, schedule: str = "cubic", **method_fields):
+    """The config a run would compose (real conf/ files, schemas), with method fields set directly."""
+    cfg = compose_cfg([f"model={model}", f"method={method}", f"mask_schedule={schedule}"])
+    for key, value in method_fields.items():
+        cfg.method[key] = value
+    return cfg
+
+
+def apply_method(model, cfg, total_steps: int = 10, dry_run: bool = False):
+    """Validate and apply cfg.method to `model` outside a training run; returns the method object."""
+    from sparsetune.methods.base import MethodContext
+    from sparsetune.registry import METHODS
+
+    method = METHODS.get(cfg.method.name)(cfg)
+    method.validate(cfg)
+    method.apply(model, MethodContext(cfg, total_steps=total_steps, dry_run=dry_run))
+    return method

@@ -3,7 +3,6 @@ dW = G ⊙ M and dS = G ⊙ W on hand values, the score's sign convention under 
 fused GPT-2 blocks, export, and the paper's 194.93M trainable count on a meta BERT-base."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,36 +14,19 @@ from transformers import GPT2Config, GPT2ForSequenceClassification
 from sparsetune.layers.movement import MovementLinear
 from sparsetune.layers.ste import _exact_keep, _topk_select, binarize_topk
 from sparsetune.masks import num_pruned, topk_mask
-from sparsetune.methods.base import MethodContext, count_params
+from sparsetune.methods.base import count_params
 from sparsetune.registry import METHODS
-from sparsetune.schema import ModelConfig, ScheduleConfig
+from conftest import apply_method, method_cfg
 
 torch.set_num_threads(1)
-CONF = Path(__file__).resolve().parents[1] / "conf"
-
-
-def group(name: str, option: str):
-    node = OmegaConf.load(CONF / name / f"{option}.yaml")
-    node.pop("defaults", None)
-    return node
 
 
 def make_cfg(model: str, schedule: str = "cubic", **method_overrides):
-    """The composed config a run would see, from the real conf/ files (schema-checked)."""
-    method = OmegaConf.merge(OmegaConf.structured(METHODS.get("movement").Config), group("method", "movement"))
-    return OmegaConf.create({
-        "model": OmegaConf.merge(OmegaConf.structured(ModelConfig), group("model", model)),
-        "method": OmegaConf.merge(method, method_overrides),
-        "mask_schedule": OmegaConf.merge(OmegaConf.structured(ScheduleConfig), group("mask_schedule", schedule)),
-        "task": {"kind": "classification"},
-    })
+    return method_cfg(model, "movement", schedule, **method_overrides)
 
 
 def apply_mvp(model, cfg, total_steps=10, dry_run=False):
-    method = METHODS.get("movement")(cfg)
-    method.validate(cfg)
-    method.apply(model, MethodContext(cfg, total_steps=total_steps, dry_run=dry_run))
-    return method
+    return apply_method(model, cfg, total_steps, dry_run)
 
 
 def tiny_bert():

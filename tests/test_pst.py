@@ -4,7 +4,6 @@ counts on meta-device BERT-base / RoBERTa-large skeletons."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,39 +15,20 @@ from transformers import GPT2Config, GPT2ForSequenceClassification
 from sparsetune.layers.pst import PSTLinear
 from sparsetune.layers.ste import binarize_topk
 from sparsetune.masks import num_pruned
-from sparsetune.methods.base import MethodContext, count_params
+from sparsetune.methods.base import count_params
 from sparsetune.registry import METHODS
-from sparsetune.schema import ModelConfig, ScheduleConfig
+from conftest import apply_method, method_cfg
 
 torch.set_num_threads(1)
-CONF = Path(__file__).resolve().parents[1] / "conf"
 ALL_TERMS = ("magnitude", "lowrank", "structured")
 
 
-def group(name: str, option: str):
-    node = OmegaConf.load(CONF / name / f"{option}.yaml")
-    node.pop("defaults", None)
-    return node
-
-
 def make_cfg(model: str, method: str = "pst", schedule: str = "cubic", **method_overrides):
-    """The composed config a run would see, from the real conf/ files (schema-checked)."""
-    method_node = OmegaConf.merge(OmegaConf.structured(METHODS.get("pst").Config), group("method", "pst"))
-    if method != "pst":
-        method_node = OmegaConf.merge(method_node, group("method", method))
-    return OmegaConf.create({
-        "model": OmegaConf.merge(OmegaConf.structured(ModelConfig), group("model", model)),
-        "method": OmegaConf.merge(method_node, method_overrides),
-        "mask_schedule": OmegaConf.merge(OmegaConf.structured(ScheduleConfig), group("mask_schedule", schedule)),
-        "task": {"kind": "classification"},
-    })
+    return method_cfg(model, method, schedule, **method_overrides)
 
 
 def apply_pst(model, cfg, total_steps=10, dry_run=False):
-    method = METHODS.get("pst")(cfg)
-    method.validate(cfg)
-    method.apply(model, MethodContext(cfg, total_steps=total_steps, dry_run=dry_run))
-    return method
+    return apply_method(model, cfg, total_steps, dry_run)
 
 
 def tiny_bert(hidden=30, ffn=50):
