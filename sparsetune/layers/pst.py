@@ -219,8 +219,10 @@ class PSTLinear(TargetLinear):
         if self.A is not None:
             s = torch.bmm(self.A, self.B).mul_(self.alpha1) if s is None else s.baddbmm_(self.A, self.B, alpha=self.alpha1)
         if self.R is not None:
-            rc = torch.add(self.R, self.C)  # (blocks, n_b, k) by broadcasting
-            s = rc.mul_(self.alpha2) if s is None else s.add_(rc, alpha=self.alpha2)
+            if s is None:
+                s = torch.add(self.R, self.C).mul_(self.alpha2)  # (blocks, n_b, k) by broadcasting
+            else:  # in place: no second dense temporary
+                s.add_(self.R, alpha=self.alpha2).add_(self.C, alpha=self.alpha2)
         return s.reshape(self.weight.shape)
 
     def _factors(self) -> tuple:

@@ -60,7 +60,8 @@ class ScheduledMaskMethod(Method):
         else:
             # layer by layer, so only one layer's dense score exists at a time
             for layer in self.layers.values():
-                layer.mask.copy_(torch.cat([self.mask_fn(b, s) for b in layer.blocks(self.scores(layer))], dim=0))
+                blocks = [self.mask_fn(b, s) for b in layer.blocks(self.scores(layer))]
+                layer.mask.copy_(blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=0))
         for layer in self.layers.values():
             layer.current_sparsity.fill_(s)
             self.after_mask_update(layer)
@@ -69,8 +70,9 @@ class ScheduledMaskMethod(Method):
         pass
 
     def achieved(self) -> float:
-        zeros = sum(int((~l.mask).sum()) for l in self.layers.values())
-        return zeros / max(sum(l.mask.numel() for l in self.layers.values()), 1)
+        # count_nonzero on the bool mask: a plain sum would widen 85M flags to int64 on every step
+        total = sum(l.mask.numel() for l in self.layers.values())
+        return (total - sum(int(torch.count_nonzero(l.mask)) for l in self.layers.values())) / max(total, 1)
 
     def callbacks(self):
         return [SparsityScheduleCallback(self.update_masks, self.after_optimizer_step)]
