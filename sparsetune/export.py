@@ -8,20 +8,15 @@ from omegaconf import DictConfig
 from torch import nn
 
 from .masks import num_pruned
-from .methods.base import target_suffixes
+from .methods.base import model_targets
 from .models import auto_class
-from .targets import find_targets, fused_splits
-
-
-def weight_out_in(mod: nn.Module) -> torch.Tensor:
-    w = mod.weight.detach()
-    return w.t() if type(mod).__name__ == "Conv1D" else w
+from .targets import fused_splits, weight_out_in
 
 
 @torch.no_grad()
 def sparsity_report(model: nn.Module, cfg: DictConfig, target: float) -> dict:
     """Zeros counted in the plain (merged) target matrices; fused matrices are reported per block too."""
-    targets = find_targets(model, target_suffixes(cfg), cfg.model.get("exclude_modules", []) or [])
+    targets = model_targets(model, cfg)
     per_layer, zeros, total, worst = {}, 0, 0, 0
     for name, mod in targets.items():
         w = weight_out_in(mod)
@@ -47,8 +42,7 @@ def save_and_verify(model: nn.Module, tokenizer, cfg: DictConfig, out_dir: Path,
     reloaded = auto_class(cfg.task).from_pretrained(out_dir, dtype=next(model.parameters()).dtype)
     reloaded.to(next(model.parameters()).device).eval()
     model.eval()
-    suffixes, excl = target_suffixes(cfg), cfg.model.get("exclude_modules", []) or []
-    a, b = find_targets(model, suffixes, excl), find_targets(reloaded, suffixes, excl)
+    a, b = model_targets(model, cfg), model_targets(reloaded, cfg)
     same_zeros = all(torch.equal(weight_out_in(a[n]) == 0, weight_out_in(b[n]) == 0) for n in a)
     rec = {"dir": str(out_dir), "format": "safetensors", "reload_same_zeros": bool(same_zeros)}
     if probe is not None:

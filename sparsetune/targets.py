@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
+import torch
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
@@ -31,6 +32,17 @@ def find_targets(model: nn.Module, suffixes: Iterable[str], exclude: Iterable[st
         linear = sorted({n.split(".")[-1] for n, m in model.named_modules() if isinstance(m, LINEAR_TYPES)})
         raise ValueError(f"target_modules {suffixes} matched no Linear/Conv1D layer; linear layer names here: {linear}")
     return found
+
+
+def weight_out_in(module: nn.Module) -> torch.Tensor:
+    """The weight as (out, in) whatever the module type: a view, so in-place ops reach the module."""
+    return module.weight.t() if isinstance(module, Conv1D) else module.weight
+
+
+@torch.no_grad()
+def set_weight_out_in(module: nn.Module, value: torch.Tensor) -> None:
+    value = value.to(module.weight.dtype)
+    module.weight.copy_(value.t() if isinstance(module, Conv1D) else value)
 
 
 def replace_module(model: nn.Module, qualified_name: str, new: nn.Module) -> None:

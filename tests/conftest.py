@@ -55,3 +55,16 @@ def apply_method(model, cfg, total_steps: int = 10, dry_run: bool = False):
     method.validate(cfg)
     method.apply(model, MethodContext(cfg, total_steps=total_steps, dry_run=dry_run))
     return method
+
+
+def merge_and_reload(model, method, input_ids, out_dir):
+    """Merge `method` into plain weights (outputs must not change), save_pretrained, reload; returns
+    (merged outputs, reloaded model) for the caller's own checks on the export."""
+    model.eval()
+    with torch.no_grad():
+        before = model(input_ids=input_ids).logits
+        method.merge(model)
+        after = model(input_ids=input_ids).logits
+    assert torch.allclose(before, after, atol=1e-6)
+    model.save_pretrained(out_dir)
+    return after, type(model).from_pretrained(out_dir).eval()

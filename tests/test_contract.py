@@ -22,11 +22,10 @@ from sparsetune.schedules import sparsity_at
 
 def _targets(model):
     """(out, in, fused parts) of every target matrix of the tiny model."""
-    from sparsetune.export import weight_out_in
-    from sparsetune.methods.base import target_suffixes
-    from sparsetune.targets import find_targets, fused_splits
+    from sparsetune.methods.base import model_targets
+    from sparsetune.targets import fused_splits, weight_out_in
 
-    found = find_targets(model, target_suffixes(CFG[0]), [])
+    found = model_targets(model, CFG[0])
     shapes = {n: weight_out_in(m).shape for n, m in found.items()}
     return [(o, i, len(fused_splits(n, o, CFG[0].model.fused_modules) or (o,))) for n, (o, i) in shapes.items()]
 

@@ -16,7 +16,7 @@ from sparsetune.layers.ste import _exact_keep, _topk_select, binarize_topk
 from sparsetune.masks import num_pruned, topk_mask
 from sparsetune.methods.base import count_params
 from sparsetune.registry import METHODS
-from conftest import apply_method, method_cfg
+from conftest import apply_method, merge_and_reload, method_cfg
 
 torch.set_num_threads(1)
 
@@ -189,14 +189,7 @@ def test_training_reaches_target_and_export_is_exactly_sparse(build, model_cfg, 
         assert not torch.equal(layer.scores.detach(), s_init[name])
         for block in layer.blocks(layer.mask):
             assert int((~block).sum()) == num_pruned(block.numel(), 0.8), name
-    model.eval()
-    with torch.no_grad():
-        before = model(input_ids=batch["input_ids"]).logits
-        method.merge(model)
-        after = model(input_ids=batch["input_ids"]).logits
-    assert torch.allclose(before, after, atol=1e-6)
-    model.save_pretrained(tmp_path)
-    reloaded = type(model).from_pretrained(tmp_path).eval()
+    after, reloaded = merge_and_reload(model, method, batch["input_ids"], tmp_path)
     for name in s_init:  # exactly the masked count: pruned weights were never re-zeroed, the export zeroes them
         w = reloaded.get_submodule(name).weight
         n_blocks = 3 if name.endswith("c_attn") else 1

@@ -17,7 +17,7 @@ from sparsetune.layers.ste import binarize_topk
 from sparsetune.masks import num_pruned
 from sparsetune.methods.base import count_params
 from sparsetune.registry import METHODS
-from conftest import apply_method, method_cfg
+from conftest import apply_method, merge_and_reload, method_cfg
 
 torch.set_num_threads(1)
 ALL_TERMS = ("magnitude", "lowrank", "structured")
@@ -273,14 +273,7 @@ def test_training_reaches_target_and_merge_equals_forward(build, model_cfg, tmp_
     for name, layer in method.layers.items():
         assert torch.equal(layer.weight, w0[f"{name}.weight"].t() if layer.transposed else w0[f"{name}.weight"])
         assert layer.V.abs().sum() > 0 and layer.R.abs().sum() > 0  # the factors did train
-    model.eval()
-    with torch.no_grad():
-        before = model(input_ids=batch["input_ids"]).logits
-        method.merge(model)
-        after = model(input_ids=batch["input_ids"]).logits
-    assert torch.allclose(before, after, atol=1e-6)
-    model.save_pretrained(tmp_path)
-    reloaded = type(model).from_pretrained(tmp_path).eval()
+    after, reloaded = merge_and_reload(model, method, batch["input_ids"], tmp_path)
     with torch.no_grad():
         assert torch.allclose(reloaded(input_ids=batch["input_ids"]).logits, after, atol=1e-6)
 

@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from ..layers.base import TargetLinear
-from ..targets import find_targets, fused_splits, replace_module
+from ..targets import find_targets, fused_splits, replace_module, weight_out_in
 
 
 @dataclass
@@ -69,11 +69,9 @@ class Method:
 
     # ---- helpers for subclasses ------------------------------------------------------
     def wrap_targets(self, model: nn.Module, factory: Callable[[str, nn.Module, tuple | None], TargetLinear]) -> None:
-        mcfg = self.cfg.model
-        targets = find_targets(model, target_suffixes(self.cfg), mcfg.get("exclude_modules", []) or [])
-        for name, mod in targets.items():
-            out = mod.weight.shape[1] if type(mod).__name__ == "Conv1D" else mod.weight.shape[0]
-            layer = factory(name, mod, fused_splits(name, out, mcfg.get("fused_modules")))
+        for name, mod in model_targets(model, self.cfg).items():
+            splits = fused_splits(name, weight_out_in(mod).shape[0], self.cfg.model.get("fused_modules"))
+            layer = factory(name, mod, splits)
             replace_module(model, name, layer)
             self.layers[name] = layer
 
@@ -103,6 +101,11 @@ def target_suffixes(cfg: DictConfig) -> list[str]:
         raise ValueError(f"method.targets must be 'all' or 'attention', got {which!r}")
     names = cfg.model.attention_modules if which == "attention" else cfg.model.target_modules
     return list(names)
+
+
+def model_targets(model: nn.Module, cfg: DictConfig) -> dict[str, nn.Module]:
+    """The target matrices `cfg` names in `model` (method.targets over the model's lists, minus exclusions)."""
+    return find_targets(model, target_suffixes(cfg), cfg.model.get("exclude_modules", []) or [])
 
 
 def head_modules(cfg: DictConfig) -> list[str]:

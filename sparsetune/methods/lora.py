@@ -20,8 +20,7 @@ from transformers.pytorch_utils import Conv1D
 
 from ..registry import METHODS
 from ..schema import MethodConfig
-from ..targets import find_targets
-from .base import Method, head_modules, target_suffixes
+from .base import Method, head_modules, model_targets, target_suffixes
 
 
 @dataclass
@@ -58,7 +57,7 @@ class LoRA(Method):
         return True  # peft default: Kaiming-uniform A, zero B (the adapted model starts equal to the base)
 
     def apply(self, model, ctx):
-        targets = find_targets(model, target_suffixes(self.cfg), self.cfg.model.get("exclude_modules", []) or [])
+        targets = model_targets(model, self.cfg)
         heads = head_modules(self.cfg)
         self.adapter_numel = sum(self.mcfg.r * _in_plus_out(m) for m in targets.values())
         self.num_targets = len(targets)

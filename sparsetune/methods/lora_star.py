@@ -19,11 +19,11 @@ from peft import LoraConfig, inject_adapter_in_model
 from peft.tuners.lora import LoraLayer
 from transformers import TrainerCallback
 
-from ..pruning.driver import OneShotPruneConfig, prune_for_method, validate_oneshot, weight_2d
+from ..pruning.driver import OneShotPruneConfig, prune_for_method, validate_oneshot
 from ..pruning.magnitude import pattern_sparsity
 from ..registry import METHODS
-from ..targets import find_targets, replace_module
-from .base import Method, head_modules, target_suffixes
+from ..targets import replace_module, weight_out_in
+from .base import Method, head_modules, model_targets, target_suffixes
 from .spp import check_already_pruned
 
 MASK_BUFFER = "prune_mask"
@@ -61,17 +61,17 @@ class LoraStar(Method):
         self.model = model
         self.prune_record: dict = {"prune": bool(self.mcfg.prune)}
         self.merge_record: dict = {}
-        targets = find_targets(model, target_suffixes(self.cfg), self.cfg.model.get("exclude_modules", []) or [])
+        targets = model_targets(model, self.cfg)
         masks = {}
         if ctx.dry_run:
-            masks = {n: torch.ones_like(weight_2d(m), dtype=torch.bool) for n, m in targets.items()}
+            masks = {n: torch.ones_like(weight_out_in(m), dtype=torch.bool) for n, m in targets.items()}
         elif self.mcfg.prune:
             result = prune_for_method(model, self.cfg, ctx, target_suffixes(self.cfg))
             self.prune_record.update(result.record())
             masks = result.masks
         else:
             self.prune_record["measured_sparsity"] = check_already_pruned(model, self.cfg, self.target_sparsity())
-            masks = {n: weight_2d(m) != 0 for n, m in targets.items()}
+            masks = {n: weight_out_in(m) != 0 for n, m in targets.items()}
         lora = LoraConfig(
             r=int(self.mcfg.r), lora_alpha=float(self.mcfg.lora_alpha), lora_dropout=float(self.mcfg.dropout),
             target_modules=sorted(targets), bias="none",
@@ -80,7 +80,7 @@ class LoraStar(Method):
         self.lora_layers: dict[str, LoraLayer] = {}
         for name in targets:
             layer = model.get_submodule(name)
-            layer.register_buffer(MASK_BUFFER, masks[name].to(weight_2d(layer.get_base_layer()).device))
+            layer.register_buffer(MASK_BUFFER, masks[name].to(weight_out_in(layer.get_base_layer()).device))
             self.lora_layers[name] = layer
         self._set_trainable(model)
         return model
@@ -104,7 +104,7 @@ class LoraStar(Method):
             if layer.merged:
                 continue
             layer.merge()
-            w = weight_2d(layer.get_base_layer())  # a view: in-place ops reach the stored weight
+            w = weight_out_in(layer.get_base_layer())  # a view: in-place ops reach the stored weight
             zeros_before += int((w == 0).sum())
             if self.mcfg.remask:
                 w.mul_(getattr(layer, MASK_BUFFER).to(w.dtype))

@@ -46,7 +46,6 @@ class MovementPruning(ScheduledMaskMethod):
             raise ValueError(f"method.score_lr must be > 0, got {cfg.method.score_lr}")
 
     def apply(self, model, ctx):
-        self.validate(self.cfg)
         super().apply(model, ctx)
         init = self.mcfg.score_init
         self.wrap_targets(model, lambda name, mod, splits: MovementLinear(mod, splits, score_init=init))

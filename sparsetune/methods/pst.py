@@ -56,7 +56,6 @@ class PST(ScheduledMaskMethod):
             raise ValueError(f"method.r1 must be >= 1 while score_terms has 'lowrank', got {m.r1}")
 
     def apply(self, model, ctx):
-        self.validate(self.cfg)
         super().apply(model, ctx)
         m = self.mcfg
         hp = dict(r1=m.r1, r2=m.r2, beta=m.beta, alpha1=m.alpha1, alpha2=m.alpha2, score_terms=list(m.score_terms))

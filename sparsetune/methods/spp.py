@@ -16,11 +16,11 @@ from typing import Optional
 import torch
 
 from ..layers.spp import IMPLS, SPPLinear, check_rank
-from ..pruning.driver import OneShotPruneConfig, prune_for_method, validate_oneshot, weight_2d
+from ..pruning.driver import OneShotPruneConfig, prune_for_method, validate_oneshot
 from ..pruning.magnitude import pattern_sparsity
+from ..targets import weight_out_in
 from ..registry import METHODS
-from ..targets import find_targets
-from .base import Method, target_suffixes
+from .base import Method, model_targets, target_suffixes
 
 
 @dataclass
@@ -92,9 +92,9 @@ class SPP(Method):
 @torch.no_grad()
 def check_already_pruned(model, cfg, target: float) -> float:
     """With method.prune=false the checkpoint must already carry the stated sparsity."""
-    targets = find_targets(model, target_suffixes(cfg), cfg.model.get("exclude_modules", []) or [])
-    zeros = sum(int((weight_2d(m) == 0).sum()) for m in targets.values())
-    total = sum(weight_2d(m).numel() for m in targets.values())
+    targets = model_targets(model, cfg)
+    zeros = sum(int((weight_out_in(m) == 0).sum()) for m in targets.values())
+    total = sum(weight_out_in(m).numel() for m in targets.values())
     measured = zeros / max(total, 1)
     if measured + 1e-6 < target:
         raise ValueError(
@@ -122,5 +122,5 @@ def target_out_features(cfg) -> dict[str, int] | None:
             skeleton = AutoModel.from_config(arch_config(cfg, vocab_size=vocab if vocab > 0 else 8))
     except (ValueError, KeyError, TypeError, ImportError, RuntimeError):
         return None
-    targets = find_targets(skeleton, target_suffixes(cfg), cfg.model.get("exclude_modules", []) or [])
-    return {name: weight_2d(mod).shape[0] for name, mod in targets.items()}
+    targets = model_targets(skeleton, cfg)
+    return {name: weight_out_in(mod).shape[0] for name, mod in targets.items()}

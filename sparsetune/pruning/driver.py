@@ -19,10 +19,9 @@ from typing import Any, Mapping, Optional
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
-from transformers.pytorch_utils import Conv1D
 
 from ..schema import SparseMethodConfig
-from ..targets import find_targets, fused_splits
+from ..targets import find_targets, fused_splits, set_weight_out_in, weight_out_in
 from .calibration import (
     BlockInputs,
     CalibrationSettings,
@@ -107,17 +106,6 @@ DEVIATIONS = {
 }
 
 
-# ---- weights in (out, in) layout whatever the module type ---------------------------------------
-def weight_2d(module: nn.Module) -> torch.Tensor:
-    return module.weight.t() if isinstance(module, Conv1D) else module.weight
-
-
-@torch.no_grad()
-def set_weight_2d(module: nn.Module, value: torch.Tensor) -> None:
-    value = value.to(module.weight.dtype)
-    module.weight.copy_(value.t() if isinstance(module, Conv1D) else value)
-
-
 # ---- the pruning loop ------------------------------------------------------------------------------
 def prune_model(
     model: nn.Module,
@@ -144,7 +132,7 @@ def prune_model(
         model.train(was_training)
     layers = {}
     for name, mod in targets.items():
-        w = weight_2d(mod)
+        w = weight_out_in(mod)
         layers[name] = {"zeros": int((w == 0).sum()), "numel": w.numel()}
     deviations = [DEVIATIONS[spec.pruner]] + ([DEVIATIONS["nm"]] if spec.nm else [])
     return PruneResult(masks, layers, spec, time.perf_counter() - start, deviations=deviations)
@@ -152,11 +140,11 @@ def prune_model(
 
 @torch.no_grad()
 def _prune_magnitude(module: nn.Module, spec: PruneSpec, groups: tuple[int, ...] | None) -> torch.Tensor:
-    w = weight_2d(module)
+    w = weight_out_in(module)
     # fused matrices (q|k|v) are ranked per block, as separate matrices would be
     parts = torch.split(w, list(groups), dim=0) if groups else [w]
     mask = torch.cat([magnitude_mask(p, spec.sparsity, spec.nm) for p in parts], dim=0)
-    set_weight_2d(module, w * mask)
+    set_weight_out_in(module, w * mask)
     return mask
 
 
@@ -198,7 +186,7 @@ def _collect_stats(block: nn.Module, targets: dict[str, nn.Module], inputs: Bloc
     stats_type = InputNormStats if pruner == "wanda" else HessianStats
     stats, handles = {}, []
     for name, mod in targets.items():
-        w = weight_2d(mod)
+        w = weight_out_in(mod)
         stats[name] = stats_type(w.shape[1], w.device)
         handles.append(mod.register_forward_hook(lambda m, args, out, s=stats[name]: s.add_batch(args[0])))
     try:
@@ -211,16 +199,16 @@ def _collect_stats(block: nn.Module, targets: dict[str, nn.Module], inputs: Bloc
 
 @torch.no_grad()
 def _prune_with_stats(name, module, stats, spec: PruneSpec, groups) -> torch.Tensor:
-    w = weight_2d(module)
+    w = weight_out_in(module)
     if spec.pruner == "wanda":
         mask = wanda_mask(w, stats.mean_sq_norm(), spec.sparsity, spec.nm)
-        set_weight_2d(module, w * mask)
+        set_weight_out_in(module, w * mask)
         return mask
     new_w, mask = sparsegpt_prune(
         w, stats.hessian(), spec.sparsity, spec.nm, int(spec.blocksize), float(spec.percdamp),
         row_groups=list(groups) if groups else None, name=name,
     )
-    set_weight_2d(module, new_w)
+    set_weight_out_in(module, new_w)
     return mask
 
 
@@ -261,7 +249,7 @@ def prune_for_method(model: nn.Module, cfg, ctx, suffixes: list[str]) -> PruneRe
     spec = spec_from_config(cfg)
     targets = find_targets(model, suffixes, cfg.model.get("exclude_modules", []) or [])
     fused = cfg.model.get("fused_modules")
-    splits = {n: s for n, m in targets.items() if (s := fused_splits(n, weight_2d(m).shape[0], fused))}
+    splits = {n: s for n, m in targets.items() if (s := fused_splits(n, weight_out_in(m).shape[0], fused))}
     samples, calibration = None, None
     if spec.pruner in CALIBRATED:
         settings = calibration_from_config(cfg)
