@@ -9,8 +9,10 @@ Each method runs in its own process (peak memory is per process) through the sam
 train.py, on random weights and random tokens (speed and memory do not depend on the values). Reported:
 median seconds per optimizer step after warm-up, the share of the step spent in the method's callbacks
 (mask updates, re-selection), and peak memory: CUDA max allocated on GPU; on CPU the peak resident set
-above the process's size before the model was built (weights + gradients + optimizer state + activations),
-with glibc's mmap threshold fixed so freed large blocks leave the resident set.
+above the process's size before the model was built (weights + gradients + optimizer state + activations).
+On CPU each method runs twice: timed under the allocator users get, and measured for memory in a second,
+shorter run with glibc's mmap threshold fixed so that freed large blocks leave the resident set (that
+setting also makes every large allocation fresh memory, which would distort the step times).
 """
 from __future__ import annotations
 
@@ -134,6 +136,16 @@ def worker(args) -> dict:
             "trainable": count_params(model)["trainable"], "device": args.device}
 
 
+def run_worker(method: str, argv: list[str], **env) -> dict | None:
+    cmd = [sys.executable, __file__, "--method", method, *argv]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, **env})
+    line = next((l for l in proc.stdout.splitlines() if l.startswith("BENCH ")), None)
+    if line is None:
+        print(f"{method}: failed\n{proc.stderr[-3000:]}", file=sys.stderr)
+        return None
+    return json.loads(line[6:])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--methods", nargs="+", default=DEFAULT_METHODS)
@@ -155,16 +167,14 @@ def main() -> int:
         return 0
     rows = []
     for m in args.methods:
-        cmd = [sys.executable, __file__, "--method", m, *sys.argv[1:]]
-        # a fixed mmap threshold makes glibc return every large freed block, so peak RSS tracks the real
-        # peak instead of whatever malloc's dynamic threshold happened to keep
-        env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
-        line = next((l for l in proc.stdout.splitlines() if l.startswith("BENCH ")), None)
-        if line is None:
-            print(f"{m}: failed\n{proc.stderr[-3000:]}", file=sys.stderr)
-            continue
-        rows.append(json.loads(line[6:]))
+        row = run_worker(m, sys.argv[1:])
+        if row is not None and args.device == "cpu":
+            # a fixed mmap threshold makes glibc return every large freed block, so peak RSS tracks the
+            # real peak instead of whatever malloc's dynamic threshold happened to keep
+            mem = run_worker(m, [*sys.argv[1:], "--steps", str(args.warmup + 2)], MALLOC_MMAP_THRESHOLD_="65536")
+            row = None if mem is None else {**row, "peak_mb": mem["peak_mb"]}
+        if row is not None:
+            rows.append(row)
     by = {r["method"]: r for r in rows}
     print(f"model={args.model} batch={args.batch}x{args.seq} device={args.device} threads={args.threads} steps={args.steps} (median after {args.warmup} warm-up)")
     print(f"{'method':<11}{'trainable':>13}{'s/step':>9}{'/LoRA':>7}{'/full':>7}{'peak MB':>10}{'/LoRA':>7}{'/full':>7}{'mask share':>12}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 
@@ -19,6 +20,20 @@ def check_sparsity(sparsity: float, name: str = "sparsity") -> float:
 
 def num_pruned(numel: int, sparsity: float) -> int:
     return int(math.floor(numel * check_sparsity(sparsity)))
+
+
+def as_factor(mask: torch.Tensor) -> torch.Tensor:
+    """A keep-mask as a 0/1 multiplier. Its uint8 view, because PyTorch converts uint8 to float with a
+    vectorized CPU kernel and bool without one (0.26 ms vs 1.5 ms per 2.4M weights), and every masked
+    forward / backward multiplies by the mask."""
+    return mask.view(torch.uint8) if mask.dtype == torch.bool else mask
+
+
+def count_kept(mask: torch.Tensor) -> int:
+    """Number of True flags; numpy's count on CPU is about 6x faster than torch.count_nonzero there."""
+    if mask.device.type == "cpu":
+        return int(np.count_nonzero(mask.detach().numpy()))
+    return int(torch.count_nonzero(mask))
 
 
 def topk_mask(scores: torch.Tensor, sparsity: float) -> torch.Tensor:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from ..masks import as_factor
 from .base import TargetLinear
 
 
@@ -15,9 +16,9 @@ class MaskedLinear(TargetLinear):
         self.register_buffer("current_sparsity", torch.zeros((), dtype=torch.float32))
 
     def effective_weight(self) -> torch.Tensor:
-        return self.weight * self.mask
+        return self.weight * as_factor(self.mask)
 
     @torch.no_grad()
     def zero_pruned_(self) -> None:
         """Re-zero pruned weights: Adam moments from before pruning would otherwise move them."""
-        self.weight.mul_(self.mask)
+        self.weight.mul_(as_factor(self.mask))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from ..callbacks import SparsityScheduleCallback
-from ..masks import check_sparsity, global_topk_masks, topk_mask
+from ..masks import check_sparsity, count_kept, global_topk_masks, topk_mask
 from ..schedules import sparsity_at, validate_cubic
 from .base import Method
 
@@ -32,6 +32,7 @@ class ScheduledMaskMethod(Method):
         return sparsity_at(self.cfg.mask_schedule, step, self.total_steps, self.target_sparsity())
 
     def scores(self, layer) -> torch.Tensor:
+        """The importance to rank (out x in); may be a view of a workspace that the next call overwrites."""
         raise NotImplementedError
 
     @torch.no_grad()
@@ -53,7 +54,7 @@ class ScheduledMaskMethod(Method):
     def set_masks(self, s: float) -> None:
         # one score per fused block; global ranking concatenates every block of every layer
         if self.mcfg.get("scope", "local") == "global":
-            scored = {(n, i): sc for n, l in self.layers.items() for i, sc in enumerate(l.blocks(self.scores(l)))}
+            scored = {(n, i): sc for n, l in self.layers.items() for i, sc in enumerate(l.blocks(self.scores(l).clone()))}
             masks = global_topk_masks(scored, s)
             for n, layer in self.layers.items():
                 layer.mask.copy_(torch.cat([masks[(n, i)] for i in range(len(layer.splits))], dim=0))
@@ -70,9 +71,9 @@ class ScheduledMaskMethod(Method):
         pass
 
     def achieved(self) -> float:
-        # count_nonzero on the bool mask: a plain sum would widen 85M flags to int64 on every step
+        # counted on the bool masks: a plain sum would widen 85M flags to int64 on every step
         total = sum(l.mask.numel() for l in self.layers.values())
-        return (total - sum(int(torch.count_nonzero(l.mask)) for l in self.layers.values())) / max(total, 1)
+        return (total - sum(count_kept(l.mask) for l in self.layers.values())) / max(total, 1)
 
     def callbacks(self):
         return [SparsityScheduleCallback(self.update_masks, self.after_optimizer_step)]
