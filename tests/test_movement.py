@@ -12,7 +12,6 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, BertCon
 from transformers import GPT2Config, GPT2ForSequenceClassification
 
 from sparsetune.layers.movement import MovementLinear
-from sparsetune.layers.ste import _topk_select, binarize_topk
 from sparsetune.masks import num_pruned, topk_mask
 from sparsetune.methods.base import count_params
 from sparsetune.registry import METHODS
@@ -49,49 +48,6 @@ def hand_layer():
     return MovementLinear(lin)
 
 
-# ---- binarizer ------------------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("shape", [(7, 5), (300, 200), (96, 1000)])
-@pytest.mark.parametrize("sparsity", [0.0, 0.1, 0.5, 0.9, 0.97])
-def test_binarizer_keeps_exactly_the_largest(shape, sparsity):
-    g = torch.Generator().manual_seed(0)
-    scores = torch.randn(*shape, generator=g) + torch.linspace(0, 2, shape[1])  # column structure, like R + C
-    expected = topk_mask(scores, sparsity)  # no ties: the mask is unique
-    assert torch.equal(binarize_topk(scores, sparsity), expected)
-    assert torch.equal(_topk_select(scores.reshape(-1), num_pruned(scores.numel(), sparsity)).view(shape), expected)
-
-
-def test_binarizer_breaks_ties_exactly_and_deterministically():
-    scores = torch.tensor([[0.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-    mask = binarize_topk(scores, 0.5)  # 3 pruned among five tied zeros: the last ones in index order
-    assert mask.tolist() == [[True, True, False], [False, True, False]]
-    assert int((~binarize_topk(torch.zeros(40, 40), 0.333)).sum()) == num_pruned(1600, 0.333)
-
-
-def sorted_reference_keep(flat: torch.Tensor, n_prune: int) -> torch.Tensor:
-    """Prune the n_prune smallest by a full sort, ties ranked so the last in index order go first."""
-    order = torch.sort(flat.flip(0), stable=True).indices  # among equal values, higher original index first
-    mask = torch.ones(flat.numel(), dtype=torch.bool)
-    mask[flat.numel() - 1 - order[:n_prune]] = False
-    return mask
-
-
-def test_cpu_binarizer_equals_a_full_sort():
-    g = torch.Generator().manual_seed(1)
-    flat = torch.randn(100_000, generator=g)
-    skewed = torch.cat([torch.zeros(60_000), torch.randn(40_000, generator=g)])  # threshold inside a tie block
-    for scores in (flat, skewed, flat.double(), flat.to(torch.bfloat16), flat.half()):
-        for n_prune in (1, 77, 50_000, 59_000, 90_000, 99_999):
-            fast = binarize_topk(scores, n_prune / scores.numel() + 1e-9)
-            assert int((~fast).sum()) == n_prune
-            assert torch.equal(fast, sorted_reference_keep(scores.float(), n_prune)), (scores.dtype, n_prune)
-
-
-def test_binarizer_rejects_nan_scores():
-    with pytest.raises(ValueError, match="NaN"):
-        binarize_topk(torch.tensor([1.0, float("nan"), 0.5, 2.0]), 0.5)
-
-
 # ---- straight-through gradients ------------------------------------------------------------------------
 
 def test_scores_start_at_weight_magnitude():
@@ -118,7 +74,7 @@ def test_score_sgd_step_moves_by_minus_lr_grad_times_weight():
     -(dL/dW ⊙ W): weights moving away from zero (dL/dW opposite in sign to W) gain importance."""
     torch.manual_seed(5)
     layer = hand_layer()
-    layer.mask.copy_(binarize_topk(layer.scores, 0.5))
+    layer.mask.copy_(topk_mask(layer.scores, 0.5))
     x = torch.randn(4, 3, dtype=torch.float64)
     target = torch.randn(4, 2, dtype=torch.float64)
     s0, w0 = layer.scores.detach().clone(), layer.weight.detach().clone()

@@ -13,7 +13,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, BertCon
 from transformers import GPT2Config, GPT2ForSequenceClassification
 
 from sparsetune.layers.pst import PSTLinear
-from sparsetune.layers.ste import binarize_topk
+from sparsetune.masks import topk_mask
 from sparsetune.masks import num_pruned
 from sparsetune.methods.base import count_params
 from sparsetune.registry import METHODS
@@ -75,9 +75,9 @@ def test_score_and_mask_by_hand():
     s = torch.tensor([[0.7, 0.1, 0.16], [0.6, 0.15, 0.56]], dtype=torch.float64)
     assert torch.allclose(layer.importance(), s)
     # sparsity 0.5: floor(6 * 0.5) = 3 smallest pruned (0.1, 0.15, 0.16); 0.4 -> floor(2.4) = 2 pruned
-    assert binarize_topk(s, 0.5).tolist() == [[True, False, False], [True, False, True]]
-    assert binarize_topk(s, 0.4).tolist() == [[True, False, True], [True, False, True]]
-    layer.mask.copy_(binarize_topk(layer.importance(), 0.5))
+    assert topk_mask(s, 0.5).tolist() == [[True, False, False], [True, False, True]]
+    assert topk_mask(s, 0.4).tolist() == [[True, False, True], [True, False, True]]
+    layer.mask.copy_(topk_mask(layer.importance(), 0.5))
     assert torch.allclose(layer.effective_weight(), torch.tensor([[0.6, 0, 0], [-0.3, 0, 0.4]], dtype=torch.float64))
 
 
@@ -147,7 +147,7 @@ def test_ste_gradients_match_explicit_formula(blocks, terms):
     with torch.no_grad():
         for n in names:
             getattr(layer, n).normal_()  # V, B, R, C non-zero so every gradient path is exercised
-        layer.mask.copy_(torch.cat([binarize_topk(b, 0.5) for b in layer.blocks(layer.importance())]))
+        layer.mask.copy_(torch.cat([topk_mask(b, 0.5) for b in layer.blocks(layer.importance())]))
     ref = {n: getattr(layer, n).detach().clone().requires_grad_(True) for n in names}
     ref_bias = layer.bias.detach().clone().requires_grad_(True)
     x = torch.randn(2, 7, k, dtype=torch.float64, requires_grad=True)  # (batch, seq, in) as in a transformer
@@ -176,7 +176,7 @@ def test_structured_scores_accumulate_row_and_column_sums_of_minus_grad_times_we
     """Eq. 4: one SGD step on R and C adds -lr * row/column sums of dL/dW' ⊙ W, W' = the masked weight."""
     torch.manual_seed(2)
     layer = PSTLinear(linear(torch.randn(4, 6, dtype=torch.float64)), score_terms=("magnitude", "structured"))
-    layer.mask.copy_(binarize_topk(layer.importance(), 0.5))
+    layer.mask.copy_(topk_mask(layer.importance(), 0.5))
     x = torch.randn(3, 6, dtype=torch.float64)
     (layer(x) ** 2).sum().backward()
     grad_out = 2 * layer(x).detach()
@@ -249,7 +249,7 @@ def test_gpt2_fused_c_attn_gets_per_block_factors_and_masks():
     scores = layer.importance()
     for block_mask, block_score in zip(layer.blocks(layer.mask), layer.blocks(scores)):
         assert int((~block_mask).sum()) == num_pruned(32 * 32, 0.7)
-        assert torch.equal(block_mask, binarize_topk(block_score, 0.7))
+        assert torch.equal(block_mask, topk_mask(block_score, 0.7))
     # Conv1D weight is (in, out): the merged export must be transposed back
     merged = method.merge(model).transformer.h[0].attn.c_attn
     assert type(merged).__name__ == "Conv1D" and merged.weight.shape == (32, 96)

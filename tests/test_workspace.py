@@ -6,7 +6,7 @@ import torch
 
 from sparsetune.layers import workspace
 from sparsetune.layers.pst import PSTLinear
-from sparsetune.layers.ste import binarize_topk
+from sparsetune.masks import topk_mask
 from test_pst import explicit_forward, linear
 
 
@@ -31,7 +31,7 @@ def test_stacked_layers_sharing_scratch_match_the_explicit_formula():
         with torch.no_grad():
             for n in ("U", "V", "A", "B", "R", "C"):
                 getattr(layer, n).normal_()
-            layer.mask.copy_(binarize_topk(layer.importance(), 0.5))
+            layer.mask.copy_(topk_mask(layer.importance(), 0.5))
         layers.append(layer)
         refs.append({n: getattr(layer, n).detach().clone().requires_grad_(True) for n in ("U", "V", "A", "B", "R", "C")})
     x = torch.randn(3, 5, dtype=torch.float64)

@@ -48,7 +48,6 @@ class ScheduledMaskMethod(Method):
         self.history.append({"step": step, "scheduled": s, "achieved": self.achieved()})
 
     rescore_every_step = False  # MvP/PST scores change each step, so their masks are recomputed each step
-    mask_fn = staticmethod(topk_mask)  # (block scores, sparsity) -> keep-mask, for scope=local
 
     @torch.no_grad()
     def set_masks(self, s: float) -> None:
@@ -61,7 +60,7 @@ class ScheduledMaskMethod(Method):
         else:
             # layer by layer, so only one layer's dense score exists at a time
             for layer in self.layers.values():
-                blocks = [self.mask_fn(b, s) for b in layer.blocks(self.scores(layer))]
+                blocks = [topk_mask(b, s) for b in layer.blocks(self.scores(layer))]
                 layer.mask.copy_(blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=0))
         for layer in self.layers.values():
             layer.current_sparsity.fill_(s)

@@ -16,7 +16,6 @@ from torch import nn
 from transformers.trainer_pt_utils import get_parameter_names
 
 from ..layers.movement import SCORE_INITS, MovementLinear
-from ..layers.ste import binarize_topk
 from ..registry import METHODS
 from ..schema import SparseMethodConfig
 from .masked_base import ScheduledMaskMethod
@@ -36,7 +35,6 @@ class MovementPruning(ScheduledMaskMethod):
     name = "movement"
     Config = MovementConfig
     rescore_every_step = True
-    mask_fn = staticmethod(binarize_topk)
 
     def validate(self, cfg):
         super().validate(cfg)

@@ -20,7 +20,6 @@ from typing import List
 import torch
 
 from ..layers.pst import SCORE_TERMS, PSTLinear, check_score_terms
-from ..layers.ste import binarize_topk
 from ..layers.workspace import scratch
 from ..registry import METHODS
 from ..schema import SparseMethodConfig
@@ -45,7 +44,6 @@ class PST(ScheduledMaskMethod):
     name = "pst"
     Config = PSTConfig
     rescore_every_step = True
-    mask_fn = staticmethod(binarize_topk)
 
     def validate(self, cfg):
         super().validate(cfg)
