@@ -85,3 +85,16 @@ def test_cpu_binarizer_equals_a_full_sort():
 def test_binarizer_rejects_nan_scores():
     with pytest.raises(ValueError, match="NaN"):
         topk_mask(torch.tensor([1.0, float("nan"), 0.5, 2.0]), 0.5)
+
+
+def test_selection_with_a_block_of_equal_scores_matches_the_full_sort():
+    """MaP's pruned weights are exact zeros: the tie-block path gives the same mask as the plain one."""
+    g = torch.Generator().manual_seed(2)
+    scores = torch.randn(50_000, generator=g).abs()
+    scores[torch.randperm(50_000, generator=g)[:30_000]] = 0.0
+    scores[:10] = -0.0  # compares equal to +0.0
+    for n_prune in (5, 29_999, 30_000, 30_001, 45_000):
+        mask = topk_mask(scores, n_prune / scores.numel() + 1e-9)
+        assert torch.equal(mask, sorted_reference_keep(scores, n_prune)), n_prune
+    with pytest.raises(ValueError, match="NaN"):
+        topk_mask(torch.cat([torch.zeros(1000), torch.tensor([float("nan")])]), 0.5)
