@@ -73,6 +73,7 @@ def _exact_keep(flat: torch.Tensor, n_prune: int) -> torch.Tensor:
     if flat.dtype not in (torch.float16, torch.float32, torch.float64):
         flat = flat.float()  # bfloat16 has no numpy dtype; widening keeps the order
     a = flat.numpy()
+    # the distinct keys pack float32 bits beside the index in an int64; float64 keeps the plain path
     if a.dtype != np.float64 and _has_tie_block(a):
         return torch.from_numpy(_keep_by_distinct_keys(a.astype(np.float32, copy=False), n_prune))
     threshold = np.partition(a, n_prune)[n_prune]  # the (n_prune + 1)-th smallest; NaN sorts last

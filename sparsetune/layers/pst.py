@@ -166,7 +166,7 @@ class _PSTMaskedWeight(torch.autograd.Function):
     def forward(ctx, w0, U, V, A, B, R, C, mask, hp):
         shape3, dtype = hp.shape3, hp.dtype
         with _no_autocast(w0.device):
-            w = _dense_weight(w0, U, V, hp.beta, shape3, dtype).mul_(as_factor(mask).reshape(shape3))
+            w = _dense_weight(w0, U, V, hp.beta, shape3, dtype).mul_(_mask_floats(mask, shape3, dtype))
         ctx.save_for_backward(w0, U, V, A, B, mask)
         ctx.hp = hp
         return w.reshape(w0.shape).to(w0.dtype)
@@ -178,7 +178,7 @@ class _PSTMaskedWeight(torch.autograd.Function):
         shape3, dtype = hp.shape3, hp.dtype
         w = _dense_weight(w0, U, V, hp.beta, shape3, dtype)
         g = grad.reshape(shape3).to(dtype)
-        grads = _factor_grads(g, w, as_factor(mask).reshape(shape3).to(dtype), U, V, A, B, hp, ctx.needs_input_grad[1:7])
+        grads = _factor_grads(g, w, _mask_floats(mask, shape3, dtype), U, V, A, B, hp, ctx.needs_input_grad[1:7])
         return None, *grads, None, None
 
 
@@ -242,7 +242,8 @@ class PSTLinear(TargetLinear):
         blocks, n, k = self.shape3
         left, right = [], []
         if self.A is not None:
-            left.append(self.A * self.alpha1), right.append(self.B)
+            left += [self.A * self.alpha1]
+            right += [self.B]
         if self.R is not None:
             left += [self.R * self.alpha2, self.R.new_full((blocks, n, 1), self.alpha2)]
             right += [self.C.new_ones(blocks, 1, k), self.C]

@@ -32,5 +32,5 @@ def scratch(role: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch
 
 
 def release() -> None:
-    """Free every buffer (after training, or in tests that count memory)."""
+    """Free every buffer (for tests, or a long-lived process done with PST training; run() does not)."""
     _buffers.clear()
