@@ -1,86 +1,75 @@
-"""Build a results table from results.json files only, next to the published numbers.
+"""Build a results table from results.json files alone, optionally beside a paper table's published numbers.
 
-    python scripts/make_table.py outputs/multirun/2026-11-23 --paper pst-table2
+    python scripts/make_table.py outputs/table-pst --paper pst-table2
+    python scripts/make_table.py outputs/table-speft --paper speft-table1
+    python scripts/make_table.py outputs/pst-search --paper pst-table2 --select-best lr,epochs
+    python scripts/make_table.py --list-papers
 
-Rows are (method, sparsity), columns are tasks; a cell is the mean (± std over seeds) of the task's main
-metric x 100 over completed runs. Failed runs are counted and listed, never silently dropped.
+Rows: one per distinct setting. Every setting of the recorded config that differs between runs is part of the
+row (model, method, salience, mask schedule, scope, pruner, pattern, r / r1 / r2, score terms, sparsity,
+lr, epochs, batch size, train samples ...), except the seed and bookkeeping (paths, resume, loggers,
+threads, save / logging steps). A cell is the mean ± sample std over seeds, with n; a seed run twice counts
+once (the newer record). Settings that only change with the task (max length ...) stay column properties;
+--per-task KEY,... declares more of them (e.g. train.epochs when a paper trains MNLI for fewer epochs).
+Columns: each task's metric as the paper reports it (--paper), else the task's main metric; lm-eval tasks,
+GSM8K, WikiText-2 perplexity; Avg.; trainable parameters.
+--select-best lr,epochs searches those settings instead of splitting rows by them: per row and task it
+keeps the point with the best mean dev score (as the papers did) and says which point it took.
+--paper SPEC prints, under each of our rows, the published row with the same method and the table's
+distinguishing settings, then the difference ours − published; rows without one say so, and a different
+model or a training subset is marked "scale differs". Runs that did not complete (failed, diverged,
+interrupted, dry runs) are listed apart and never averaged.
 """
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
 import sys
-from collections import defaultdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from paper_tables import PAPERS  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from sparsetune.errors import ConfigError  # noqa: E402
+from sparsetune.tables.build import build_table  # noqa: E402
+from sparsetune.tables.published import get_table, load_published, spec_order  # noqa: E402
+from sparsetune.tables.render import render_table  # noqa: E402
+from sparsetune.tables.runs import load_runs  # noqa: E402
 
 
-def load(paths: list[str]) -> tuple[list[dict], list[str]]:
-    files = [f for p in paths for f in (Path(p).rglob("results.json") if Path(p).is_dir() else [Path(p)])]
-    done, failed = [], []
-    for f in sorted(files):
-        rec = json.loads(f.read_text())
-        (done if rec.get("status") == "completed" and not rec.get("dry_run") else failed).append(rec if rec.get("status") == "completed" else str(f))
-    return [r for r in done if isinstance(r, dict)], [f for f in failed if isinstance(f, str)]
+def csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
 
 
-def metric_value(metrics: dict, main: str):
-    """`accuracy` is looked up in metrics.eval; a dotted name (generation.bleu) from the metrics root."""
-    node = metrics if "." in main else metrics.get("eval", {})
-    for part in main.split("."):
-        node = node.get(part) if isinstance(node, dict) else None
-    return node
-
-
-def cell(values: list[float]) -> str:
-    if not values:
-        return "-"
-    mean = statistics.mean(values)
-    return f"{mean:.2f}" + (f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else "") + (f" (n={len(values)})" if len(values) > 1 else "")
-
-
-def table(records: list[dict], paper: str | None) -> str:
-    scores: dict = defaultdict(list)
-    tasks: list[str] = []
-    for r in records:
-        cfg = r["config"]
-        task, main = cfg["task"]["name"], cfg["task"]["main_metric"]
-        key = (cfg["method"]["name"], round(float(r["sparsity"]["target"]), 4))
-        value = metric_value(r["metrics"], main)
-        if value is not None:
-            scores[(key, task)].append(100.0 * value)
-            tasks += [task] if task not in tasks else []
-    ref, ref_tasks = PAPERS.get(paper, ({}, [])) if paper else ({}, [])
-    tasks = [t for t in ref_tasks if t in tasks] + [t for t in tasks if t not in ref_tasks]
-    rows = sorted({k for k, _ in scores} | set(ref), key=lambda k: (k[1], k[0]))
-    head = "| method | sparsity | " + " | ".join(tasks) + " |"
-    lines = [head, "|" + "---|" * (len(tasks) + 2)]
-    for k in rows:
-        ours = [cell(scores.get((k, t), [])) for t in tasks]
-        if paper and k in ref:
-            ours = [f"{o} [{ref[k][ref_tasks.index(t)]:.2f}]" if t in ref_tasks else o for o, t in zip(ours, tasks)]
-        lines.append(f"| {k[0]} | {k[1]:.0%} | " + " | ".join(ours) + " |")
-    if paper:
-        lines.append(f"\n[bracketed] = published in {paper} for the paper's model; ours are from the runs' own model and settings.")
-    return "\n".join(lines)
+def parse_args(argv):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("paths", nargs="*", help="run / sweep directories or results.json files")
+    ap.add_argument("--paper", help="a published table to print beside ours, e.g. pst-table2 (see --list-papers)")
+    ap.add_argument("--select-best", type=csv, default=[], metavar="KEYS",
+                    help="settings searched on dev instead of splitting rows, e.g. lr,epochs (or dotted config keys)")
+    ap.add_argument("--per-task", type=csv, default=[], metavar="KEYS",
+                    help="settings that may differ between tasks without splitting a row, e.g. train.epochs")
+    ap.add_argument("--list-papers", action="store_true", help="list the published tables and exit")
+    return ap.parse_args(argv)
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("paths", nargs="+", help="run/sweep directories or results.json files")
-    ap.add_argument("--paper", choices=sorted(PAPERS), help="print the published numbers beside ours")
-    args = ap.parse_args(argv)
-    records, failed = load(args.paths)
-    if not records:
-        print(f"no completed results.json under {args.paths}", file=sys.stderr)
-        return 1
-    print(table(records, args.paper))
-    if failed:
-        print(f"\n{len(failed)} failed run(s): " + ", ".join(failed))
-    return 0
+    args = parse_args(argv)
+    try:
+        if args.list_papers:
+            tables = load_published()
+            for spec in sorted(tables, key=spec_order):
+                print(f"{spec:<16} {tables[spec].title}")
+            return 0
+        if not args.paths:
+            raise ConfigError("give the run / sweep directories to build the table from (or --list-papers)")
+        paper = get_table(args.paper) if args.paper else None
+        runs, apart = load_runs(args.paths)
+        if not runs and not apart:
+            print(f"no results.json under {' '.join(args.paths)}", file=sys.stderr)
+            return 1
+        print(render_table(build_table(runs, apart, paper, select=args.select_best, per_task=args.per_task)))
+        return 0 if runs else 1
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

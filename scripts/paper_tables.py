@@ -1,16 +1,43 @@
-"""Published numbers the tables are printed next to (copied from the papers' tables, for comparison only)."""
+"""Print the papers' published tables as transcribed in sparsetune/tables/published/*.yaml.
 
-GLUE_TASKS = ["mnli", "qqp", "qnli", "sst2", "cola", "stsb", "mrpc", "rte"]
+    python scripts/paper_tables.py                 # list the tables
+    python scripts/paper_tables.py pst-table2      # one table: every model block, row, value and match settings
+    python scripts/paper_tables.py --all           # every table
 
-# PST Table 2, BERT-base: (method, sparsity) -> scores in GLUE_TASKS order (MNLI acc, QQP, QNLI, SST-2, CoLA MCC,
-# STS-B, MRPC, RTE), as published.
-PST_TABLE2_BERT_BASE = {
-    ("full", 0.0): [84.72, 87.80, 91.49, 93.00, 58.55, 88.68, 89.45, 62.82],
-    ("magnitude", 0.5): [83.58, 87.80, 91.47, 90.94, 60.11, 89.78, 90.73, 67.15],
-    ("movement", 0.5): [82.26, 87.33, 90.83, 90.83, 57.66, 89.43, 91.06, 67.15],
-    ("pst", 0.5): [80.97, 85.77, 89.77, 91.28, 57.60, 84.63, 90.72, 67.87],
-    ("magnitude", 0.9): [79.75, 82.83, 85.06, 87.04, 40.74, 81.72, 82.78, 54.87],
-    ("movement", 0.9): [80.06, 85.37, 86.53, 87.04, 40.46, 84.35, 84.28, 58.84],
-    ("pst", 0.9): [76.73, 83.93, 86.03, 88.65, 42.49, 81.70, 85.57, 62.82],
-}
-PAPERS = {"pst-table2": (PST_TABLE2_BERT_BASE, GLUE_TASKS)}
+The numbers are copied verbatim from ../shared/papers/*.txt (each table's YAML comment says where); the
+"settings" column is what scripts/make_table.py --paper matches our rows on.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from sparsetune.errors import ConfigError  # noqa: E402
+from sparsetune.tables.published import get_table, load_published, spec_order  # noqa: E402
+from sparsetune.tables.render import render_published  # noqa: E402
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("specs", nargs="*", help="tables to print, e.g. pst-table2 spp-table3")
+    ap.add_argument("--all", action="store_true", help="print every table")
+    args = ap.parse_args(argv)
+    try:
+        tables = load_published()
+        specs = sorted(tables, key=spec_order) if args.all else args.specs
+        if not specs:
+            for spec in sorted(tables, key=spec_order):
+                t = tables[spec]
+                print(f"{spec:<16} {len(t.entries()):>4} numbers  {t.title}")
+            return 0
+        print("\n\n".join(render_published(get_table(s, tables)) for s in specs))
+        return 0
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,14 +1,20 @@
-"""What train.py does around run(): the summary line, and multirun jobs that fail without stopping the sweep."""
+"""What train.py does around run(): the summary line, and multirun jobs that fail without stopping the sweep.
+
+Exit codes of a single run: 0 completed (or already completed, with resume=auto), 2 bad input or an unusable run
+dir (occupied, in use, unwritable, disk full), 3 diverged, 130 / 143 interrupted by SIGINT / SIGTERM; each
+with one line on stderr, no traceback. Anything else is a bug and keeps its traceback."""
 from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 from omegaconf import DictConfig
 
+from . import interrupts, run_names  # noqa: F401  (run_names registers ${run_token:} for hydra.run.dir)
 from .hub import OfflineError
-from .run import run
-from .validate import ConfigError
+from .run_dir import record_bad_input
+from .validate import ConfigError, preflight
 
 # bad input: one clear message and exit code 2, no traceback (results.json still says status: failed)
 USER_ERRORS = (ConfigError, OfflineError, FileNotFoundError, ModuleNotFoundError)
@@ -40,7 +46,17 @@ def main_entry(cfg: DictConfig) -> None:
 
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
+        try:
+            preflight(cfg)  # config-only checks, before torch and transformers load (bad input fails in ~2 s)
+        except ConfigError as e:
+            record_bad_input(cfg, Path(HydraConfig.get().runtime.output_dir), e)
+            raise
+        from .run import run
+
         res = run(cfg)
+    except KeyboardInterrupt as e:  # SIGINT / SIGTERM (the sweep stops too): the record says interrupted
+        print(interrupted_line(e), file=sys.stderr, flush=True)
+        raise SystemExit(interrupts.exit_code(e)) from None
     except USER_ERRORS as e:
         if multirun:
             log.error("job failed (the sweep goes on): %s", e)
@@ -48,8 +64,28 @@ def main_entry(cfg: DictConfig) -> None:
         print(f"error: {e}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
     except Exception as e:
+        from .divergence import Diverged
+        from .run import diverged_message
+
+        if isinstance(e, Diverged):
+            if multirun:
+                log.error("job diverged (the sweep goes on): %s", diverged_message(e))
+                return
+            print(f"error: {diverged_message(e)} (recorded as status: diverged, nothing exported)", file=sys.stderr, flush=True)
+            raise SystemExit(3) from None
         if not multirun:
             raise
         log.error("job failed (the sweep goes on): %s: %s", type(e).__name__, e)
         return
     print("\n" + summary(res), flush=True)
+
+
+def interrupted_line(e: BaseException) -> str:
+    rec = getattr(e, "run_record", None) or {}
+    where = f" at step {rec['last_step']}" if rec.get("last_step") is not None else ""
+    line = f"interrupted by {interrupts.signal_name(e)}{where}"
+    if rec.get("run_dir"):
+        ckpt = rec.get("last_checkpoint")
+        line += (f"; recorded in {rec['run_dir']}/results.json; continue with resume=auto hydra.run.dir={rec['run_dir']}"
+                 + (f" (from {Path(ckpt).name})" if ckpt else " (no complete checkpoint yet: starts over)"))
+    return line

@@ -11,11 +11,7 @@ import math
 import numpy as np
 import torch
 
-
-def check_sparsity(sparsity: float, name: str = "sparsity") -> float:
-    if not (0.0 <= float(sparsity) < 1.0):
-        raise ValueError(f"{name} must be in [0, 1) (fraction of zeros), got {sparsity}")
-    return float(sparsity)
+from .method_schemas import check_sparsity, parse_pattern  # noqa: F401  (re-exported: one definition)
 
 
 def num_pruned(numel: int, sparsity: float) -> int:
@@ -80,10 +76,16 @@ def _exact_keep(flat: torch.Tensor, n_prune: int) -> torch.Tensor:
     mask = a >= threshold
     extra = int(np.count_nonzero(mask)) - (a.size - n_prune)
     if extra < 0:  # only NaN scores compare false everywhere
-        raise ValueError("cannot rank non-finite (NaN) scores: the training diverged")
+        _diverged()
     if extra > 0:
         mask[np.flatnonzero(a == threshold)[-extra:]] = False
     return torch.from_numpy(mask)
+
+
+def _diverged():
+    from .divergence import Diverged  # here, not at the top: it imports transformers, masks.py stays light
+
+    raise Diverged("non-finite (NaN) mask scores: the weights diverged")  # the Trainer fills in the step
 
 
 def _has_tie_block(a: np.ndarray) -> bool:
@@ -97,7 +99,7 @@ def _keep_by_distinct_keys(a: np.ndarray, n_prune: int) -> np.ndarray:
     """The same selection through all-distinct int64 keys (order-preserving float32 bits, then the
     reversed index), so no two keys tie and ties in `a` go last-index-first."""
     if np.isnan(a).any():
-        raise ValueError("cannot rank non-finite (NaN) scores: the training diverged")
+        _diverged()
     bits = (a + np.float32(0.0)).view(np.int32)  # + 0.0 turns -0.0 into +0.0, which compares equal
     keys = np.where(bits < 0, bits ^ np.int32(0x7FFFFFFF), bits).astype(np.int64) << 32
     keys |= np.arange(a.size - 1, -1, -1, dtype=np.int64)
@@ -144,17 +146,6 @@ def nm_mask(scores: torch.Tensor, n: int, m: int) -> torch.Tensor:
     return mask.reshape(rows, cols)
 
 
-def parse_pattern(pattern: str) -> tuple[int, int] | None:
-    """'unstructured' -> None, '2:4' -> (2, 4) = 2 kept of every 4."""
-    if pattern == "unstructured":
-        return None
-    try:
-        n, m = (int(x) for x in pattern.split(":"))
-    except ValueError:
-        raise ValueError(f"sparsity pattern must be 'unstructured' or 'N:M' (e.g. 2:4), got {pattern!r}") from None
-    if not (0 < n < m):
-        raise ValueError(f"N:M pattern needs 0 < N < M, got {pattern!r}")
-    return n, m
 
 
 def sparsity_of(t: torch.Tensor) -> float:

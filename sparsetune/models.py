@@ -6,13 +6,19 @@ runs count parameters with no weights and no network.
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import torch
+import transformers
 from omegaconf import DictConfig, OmegaConf
+from safetensors import SafetensorError
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
+from .errors import ConfigError
 from .hub import require_hub
+from .model_dir import model_dir_problem
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -40,14 +46,24 @@ def embedded_dir(name: str, cache_dir: str) -> Path:
     raise ValueError(f"unknown embedded model {name!r}; valid: minilm-l6, smollm2-135m")
 
 
+def check_model_dir(path: str) -> None:
+    """model.path must hold a model whose model_type this transformers version knows; ConfigError if not."""
+    problem = model_dir_problem(path)
+    if problem is None:
+        model_type = json.loads((Path(path).expanduser() / "config.json").read_text(encoding="utf-8"))["model_type"]
+        if model_type not in CONFIG_MAPPING:
+            problem = (f"model.path={path}: config.json has model_type {model_type!r}, which transformers "
+                       f"{transformers.__version__} does not know")
+    if problem:
+        raise ConfigError(problem)
+
+
 def resolve_source(cfg: DictConfig) -> tuple[str, str]:
     """(kind, location) with kind in local | tiny | hub."""
     m = cfg.model
     if m.path:
-        p = Path(m.path).expanduser()
-        if not (p / "config.json").is_file():
-            raise FileNotFoundError(f"model.path={m.path} is not a model directory (no config.json)")
-        return "local", str(p)
+        check_model_dir(m.path)
+        return "local", str(Path(m.path).expanduser())
     if m.source == "embedded":
         return "local", str(embedded_dir(m.embedded, cfg.paths.cache_dir))
     if m.source == "tiny":
@@ -99,8 +115,11 @@ def load(cfg: DictConfig):
     try:
         tok = AutoTokenizer.from_pretrained(where, local_files_only=True)
         model = auto_class(cfg.task).from_pretrained(where, local_files_only=True, dtype=dtype, **head_kwargs(cfg.task))
-    except OSError:
-        if local_only:
+    except (OSError, ValueError, SafetensorError) as e:
+        if cfg.model.path:  # passed check_model_dir, yet its files do not load: damaged or incomplete
+            detail = (str(e).strip().splitlines() or [""])[0]
+            raise ConfigError(f"model.path={cfg.model.path}: transformers cannot load it ({type(e).__name__}: {detail})") from e
+        if local_only or not isinstance(e, OSError):
             raise
         require_hub(f"model {where}", "model.path (a local model directory)")
         tok = AutoTokenizer.from_pretrained(where)

@@ -1,10 +1,15 @@
 """run(cfg): build -> apply method -> train -> merge -> evaluate -> export -> record.
 
 No method-specific branches: everything a method does goes through sparsetune.methods.base.Method.
+Around the work: the run dir is locked and checked (run_dir.py), `status: running` is recorded before
+anything else, and every ending leaves a true record: completed, failed, diverged (nothing exported) or
+interrupted (SIGINT/SIGTERM: the last step and the last complete checkpoint).
 """
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 import time
 import traceback
 from itertools import islice
@@ -14,14 +19,19 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 from transformers import set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
-from . import models, records, validate
+from . import interrupts, models, records, run_dir as run_dirs, validate
+from .checkpoints import STAGING, CheckpointingTrainer, last_complete_checkpoint, read_method_state, resume_checkpoint
+from .divergence import Diverged, DivergenceGuard, check_finite_metrics, check_finite_model
 from .evaluation.suite import evaluate_suite
 from .export import sparsity_report, save_and_verify
 from .methods.base import MethodContext, count_params
+from .progress import Progress
 from .registry import TASK_LOADERS
-from .training import FreshStorageOnResume, eval_at_start, MethodTrainer, TimingCallback, total_steps, train_loss_history, training_args
+from .run_names import fresh_run_dir
+from .training import FreshStorageOnResume, eval_at_start, TimingCallback, total_steps, train_loss_history, training_args
+
+log = logging.getLogger("sparsetune")
 
 
 def default_run_dir(cfg: DictConfig) -> Path:
@@ -30,7 +40,7 @@ def default_run_dir(cfg: DictConfig) -> Path:
 
         return Path(HydraConfig.get().runtime.output_dir)
     except ValueError:  # not under @hydra.main (tests, notebooks)
-        return Path(cfg.paths.output_root) / time.strftime("%Y-%m-%d/%H-%M-%S") / f"{cfg.method.name}_{cfg.task.name}"
+        return fresh_run_dir(cfg.paths.output_root, cfg.method.name, cfg.task.name)
 
 
 def setup_process(cfg: DictConfig, run_dir: Path) -> None:
@@ -46,21 +56,70 @@ def setup_process(cfg: DictConfig, run_dir: Path) -> None:
 
 
 def run(cfg: DictConfig, run_dir: str | Path | None = None, callbacks: list | None = None) -> dict:
-    """Run one experiment; `callbacks` are extra TrainerCallbacks (programmatic use, tests)."""
+    """Run one experiment into run_dir (default: Hydra's run dir, or a new unique one); `callbacks` are extra
+    TrainerCallbacks (programmatic use, tests). What an existing run dir allows: see run_dir.py."""
     run_dir = Path(run_dir) if run_dir else default_run_dir(cfg)
-    result = {"status": "running", "config": OmegaConf.to_container(cfg, resolve=True), "run_dir": str(run_dir)}
+    with interrupts.as_exceptions(), run_dirs.claimed(run_dir):
+        return _run_claimed(cfg, run_dir, callbacks or [])
+
+
+def _run_claimed(cfg: DictConfig, run_dir: Path, callbacks: list) -> dict:
+    config = OmegaConf.to_container(cfg, resolve=True)
+    plan = run_dirs.plan(cfg, run_dir, config)  # refuses an occupied dir before anything is written
+    if plan.kind == "completed":
+        print(f"{run_dir} is already completed: returning its recorded result (overwrite=true runs it again)", flush=True)
+        return plan.previous
+    result = run_dirs.start_record(plan, run_dir, config)
+    progress = Progress()
+    started = False  # whether this attempt's record is in the dir (before that, a refused resume leaves it alone)
     try:
         method = validate.checked_method(cfg)
-        setup_process(cfg, run_dir)
-        result.update(dry_run(cfg, method) if cfg.dry_run else train_and_export(cfg, method, run_dir, callbacks or []))
-        result["status"] = "completed"
-    except BaseException as e:
-        result.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
+        if plan.kind == "overwrite":
+            run_dirs.remove_products(run_dir, plan.products)
         records.write_results(run_dir, result)
+        started = True
+        setup_process(cfg, run_dir)
+        result.update(dry_run(cfg, method) if cfg.dry_run else train_and_export(cfg, method, run_dir, callbacks, progress))
+        result.update(status="completed", ended=_now(), env=records.env_record(cfg.seed, cfg.hardware.device))
+        records.write_results(run_dir, result)
+    except BaseException as e:
+        storage = None if isinstance(e, (KeyboardInterrupt, Diverged)) else run_dirs.storage_error(e, run_dir)
+        if started or plan.kind == "fresh":
+            _record_ending(result, e, storage, run_dir, progress)
+        if storage is not None:
+            raise storage from None  # one line naming the path and the fix (the record keeps the traceback)
         raise
-    result["env"] = records.env_record(cfg.seed, cfg.hardware.device)
-    records.write_results(run_dir, result)
     return result
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def _record_ending(result: dict, e: BaseException, storage: Exception | None, run_dir: Path, progress: Progress) -> None:
+    """The record of a run that did not complete; a full disk may refuse it (then only the log says so)."""
+    ckpt = last_complete_checkpoint(run_dir / "checkpoints")
+    result.update(ended=_now(), phase=progress.phase, last_step=progress.step, last_checkpoint=str(ckpt) if ckpt else None)
+    if isinstance(e, KeyboardInterrupt):
+        result.update(status="interrupted", interrupted_by=interrupts.signal_name(e))
+    elif isinstance(e, Diverged):
+        result.update(status="diverged", diverged_at_step=e.step, error=diverged_message(e))
+        shutil.rmtree(run_dir / "model", ignore_errors=True)  # a diverged run exports nothing
+    else:
+        result.update(status="failed", error=str(storage) if storage else f"{type(e).__name__}: {e}",
+                      traceback=traceback.format_exc())
+    shutil.rmtree(run_dir / PARTIAL_EXPORT, ignore_errors=True)
+    with interrupts.deferred():
+        try:
+            records.write_results(run_dir, result)
+        except OSError as err:
+            log.error("could not write %s: %s", run_dir / "results.json", err)
+    if isinstance(e, (KeyboardInterrupt, Diverged)):
+        e.run_record = result  # the CLI's one line names the step and the checkpoint
+
+
+def diverged_message(e: Diverged) -> str:
+    return f"run diverged at step {e.step}: {e.what}" if e.step is not None else f"run diverged: {e.what}"
 
 
 def dry_run(cfg: DictConfig, method) -> dict:
@@ -83,16 +142,10 @@ def _batches(data, cfg: DictConfig, device: torch.device):
     return batches
 
 
-def _resume_checkpoint(cfg: DictConfig, ckpt_dir: Path) -> str | None:
-    if cfg.resume is None:
-        return None
-    if cfg.resume == "auto":
-        return get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
-    p = Path(cfg.resume)
-    return str(p) if (p / "trainer_state.json").is_file() else get_last_checkpoint(str(p / "checkpoints"))
+PARTIAL_EXPORT = ".model.partial"  # the export is written here and renamed to model/ once verified
 
 
-def train_and_export(cfg: DictConfig, method, run_dir: Path, extra_callbacks: list) -> dict:
+def train_and_export(cfg: DictConfig, method, run_dir: Path, extra_callbacks: list, progress: Progress) -> dict:
     model, tok, model_info = models.load(cfg)
     data = TASK_LOADERS.get(cfg.task.loader)(cfg.task, tok, cfg.seed)
     device = torch.device("cuda" if cfg.hardware.device == "cuda" else "cpu")
@@ -105,19 +158,26 @@ def train_and_export(cfg: DictConfig, method, run_dir: Path, extra_callbacks: li
     params = count_params(model)
 
     ckpt_dir = run_dir / "checkpoints"
-    resume_from = _resume_checkpoint(cfg, ckpt_dir)
+    shutil.rmtree(ckpt_dir / STAGING, ignore_errors=True)  # a save that a killed process never finished
+    resume_from = resume_checkpoint(cfg, ckpt_dir)
+    if resume_from:
+        method.restore_checkpoint_state(read_method_state(resume_from) or {})
     timing = TimingCallback()
-    callbacks = [*method.callbacks(), timing, *extra_callbacks] + ([FreshStorageOnResume()] if resume_from else [])
+    callbacks = [*method.callbacks(), timing, progress, DivergenceGuard(), *extra_callbacks] + \
+        ([FreshStorageOnResume()] if resume_from else [])
     first_eval = next(iter(data.eval.values()))
-    trainer = MethodTrainer(
+    trainer = CheckpointingTrainer(
         model=model, args=training_args(cfg, str(ckpt_dir), steps), train_dataset=data.train, eval_dataset=data.eval,
         data_collator=data.collator, processing_class=tok, compute_metrics=data.compute_metrics,
-        callbacks=callbacks, param_groups=method.optimizer_groups(model),
+        callbacks=callbacks, param_groups=method.optimizer_groups(model), method_state=method.checkpoint_state,
     )
     trainer.train(resume_from_checkpoint=resume_from)
     final_loss, loss_log = train_loss_history(trainer)
+    step = trainer.state.global_step
 
+    progress.phase = "evaluating"
     merged = method.merge(trainer.model)
+    check_finite_model(merged, step)
     metrics = evaluate_merged(merged, trainer, data)
     metrics["train_loss"] = final_loss
     if cfg.train.eval_on_start:
@@ -125,20 +185,39 @@ def train_and_export(cfg: DictConfig, method, run_dir: Path, extra_callbacks: li
     for name, extra in data.extras.get("evaluators", {}).items():
         metrics[name] = extra(merged, tok, cfg)
     metrics.update(evaluate_suite(merged, tok, cfg))
+    check_finite_metrics(metrics, step)
     sparsity = sparsity_report(merged, cfg, method.target_sparsity())
     export = None
     if cfg.export:
+        progress.phase = "exporting"
         probe = {k: v.to(device) for k, v in data.collator([first_eval[i] for i in range(min(4, len(first_eval)))]).items()
                  if k != "labels"}
-        export = save_and_verify(merged, tok, cfg, run_dir / "model", probe)
+        export = export_model(merged, tok, cfg, run_dir, probe)
     return {
         "metrics": metrics, "params": params, "sparsity": sparsity, "method": method.record(), "export": export,
         "model": model_info, "data": {**data.info, "seed": cfg.seed},
-        "timing": {"train_seconds": timing.train_seconds, "steps": trainer.state.global_step, "steps_this_process": timing.steps,
+        "timing": {"train_seconds": timing.train_seconds, "steps": step, "steps_this_process": timing.steps,
                    "seconds_per_step": timing.train_seconds / max(timing.steps, 1), "method_apply_seconds": apply_seconds,
                    "resumed_from": resume_from},
         "memory": records.memory_record(), "train_log": loss_log[-20:],
     }
+
+
+def export_model(merged, tok, cfg: DictConfig, run_dir: Path, probe: dict) -> dict:
+    """save_and_verify into a temp dir, then rename to model/: a model/ dir is always a complete export."""
+    partial, final = run_dir / PARTIAL_EXPORT, run_dir / "model"
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        export = save_and_verify(merged, tok, cfg, partial, probe)
+    except Exception as e:
+        full = run_dirs.disk_full(e, partial)  # asked before the cleanup frees space
+        shutil.rmtree(partial, ignore_errors=True)
+        if full:
+            raise run_dirs.no_space(final) from e
+        raise
+    shutil.rmtree(final, ignore_errors=True)  # an export of an earlier attempt whose record never said completed
+    os.replace(partial, final)
+    return {**export, "dir": str(final)}
 
 
 def evaluate_merged(merged, trainer, data) -> dict:

@@ -1,8 +1,9 @@
 """Typed schemas for the config groups, registered in Hydra's ConfigStore.
 
 Each group YAML starts with `defaults: [/schema/<group>@_here_: <schema>, _self_]`, so a typo'd key or a
-wrong type fails at compose time with the key's name. Methods and task loaders carry their own schema
-(a dataclass `Config` on the class), registered here under their registry name.
+wrong type fails at compose time with the key's name. Method schemas live in method_schemas.py (registered
+under their registry name); `RootConfig` types the entry config's own keys (seed, train.*, ...).
+Keys added with Hydra's `+key=value` bypass struct mode; validate.unknown_keys catches them.
 """
 from __future__ import annotations
 
@@ -12,25 +13,13 @@ from typing import Any, Dict, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
 
+from .method_schemas import METHOD_SCHEMAS, MethodConfig, SparseMethodConfig  # noqa: F401  (re-exported)
+
 
 def open_dict_node() -> DictConfig:
     """An empty mapping that takes new keys from the command line (task.data_files={train: x.jsonl})
     even though the composed config is in struct mode."""
     return DictConfig({}, flags={"struct": False})
-
-
-@dataclass
-class MethodConfig:
-    name: str = MISSING
-    train_head: str = "full"  # full | final (last projection only) | none
-    train_bias: bool = False  # train the biases of the target matrices
-    targets: str = "all"  # all = model.target_modules | attention = model.attention_modules
-
-
-@dataclass
-class SparseMethodConfig(MethodConfig):
-    sparsity: float = 0.9  # fraction of zeros in the target matrices
-    scope: str = "local"  # local (per matrix) | global (one ranking over all targets)
 
 
 @dataclass
@@ -84,6 +73,7 @@ class TaskConfig:
     data_files: Dict[str, str] = field(default_factory=lambda: open_dict_node())  # split -> jsonl/csv/parquet with the hub's columns
     text_fields: List[str] = field(default_factory=list)
     label_field: str = "label"
+    missing_labels: str = "drop"  # rows without a label: drop (counted in results.json data.dropped_rows, warned) | error
     num_labels: int = 2
     metrics: List[str] = field(default_factory=list)
     main_metric: str = "accuracy"
@@ -103,16 +93,77 @@ class SalienceConfig:
     options: Dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class TrainConfig:
+    epochs: float = 3
+    max_steps: int = -1  # > 0 overrides epochs; -1 = train for `epochs`
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    grad_accum: int = 1
+    lr: float = 5.0e-5
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.0
+    warmup_steps: int = 0  # > 0: an absolute lr warm-up length, overriding warmup_ratio
+    lr_scheduler: str = "linear"
+    label_smoothing: float = 0.0  # the Trainer's label_smoothing_factor (the PST GPT-2 reference uses 0.1)
+    adam_epsilon: float = 1.0e-8
+    max_grad_norm: float = 1.0
+    eval_strategy: str = "epoch"  # epoch | steps | no
+    eval_steps: Optional[int] = None
+    eval_on_start: bool = False
+    save_steps: int = 500
+    save_total_limit: Optional[int] = 2
+    logging_steps: int = 10
+
+
+@dataclass
+class LoggerConfig:
+    name: str = MISSING  # none | wandb | tensorboard
+    project: Optional[str] = None
+    mode: Optional[str] = None  # wandb: offline | online | disabled
+
+
+@dataclass
+class PathsConfig:
+    output_root: str = "outputs"
+    cache_dir: str = MISSING
+
+
+@dataclass
+class RootConfig:
+    """The entry config's own keys; each group node is checked against its group's schema."""
+
+    seed: int = 42
+    dry_run: bool = False
+    resume: Optional[str] = None
+    overwrite: bool = False
+    force_resume: bool = False
+    export: bool = True
+    train: TrainConfig = field(default_factory=TrainConfig)
+    model: Any = None
+    method: Any = None
+    salience: Any = None
+    mask_schedule: Any = None
+    task: Any = None
+    hardware: Any = None
+    eval: Any = None
+    logger: Any = None
+    paths: Any = None
+
+
 def register() -> None:
+    """Store every schema in Hydra's ConfigStore. Imports no torch: config errors stay fast."""
     from .evaluation.schema import EvalConfig
-    from .registry import METHODS
 
     cs = ConfigStore.instance()
+    cs.store(name="schema_root", node=RootConfig)
+    cs.store(group="schema/logger", name="base", node=LoggerConfig)
+    cs.store(group="schema/paths", name="base", node=PathsConfig)
     cs.store(group="schema/mask_schedule", name="base", node=ScheduleConfig)
     cs.store(group="schema/hardware", name="base", node=HardwareConfig)
     cs.store(group="schema/model", name="base", node=ModelConfig)
     cs.store(group="schema/task", name="base", node=TaskConfig)
     cs.store(group="schema/salience", name="base", node=SalienceConfig)
     cs.store(group="schema/eval", name="base", node=EvalConfig)
-    for name in METHODS.names():
-        cs.store(group="schema/method", name=name, node=getattr(METHODS.get(name), "Config", MethodConfig))
+    for name, schema in METHOD_SCHEMAS.items():
+        cs.store(group="schema/method", name=name, node=schema)

@@ -7,6 +7,12 @@ import time
 import torch
 from omegaconf import DictConfig
 from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.loss.loss_utils import LOSS_MAPPING, ForCausalLMLoss
+from transformers.trainer_callback import ProgressCallback
+from transformers.trainer_utils import unwrap_peft_model
+
+from .divergence import Diverged
+from .train_logging import BarOnlyProgress, LogLines
 
 
 def total_steps(cfg: DictConfig, num_train: int) -> int:
@@ -32,7 +38,8 @@ def training_args(cfg: DictConfig, output_dir: str, steps: int) -> TrainingArgum
         adam_epsilon=t.adam_epsilon,
         max_grad_norm=t.max_grad_norm,
         lr_scheduler_type=t.lr_scheduler,
-        warmup_steps=int(round(t.warmup_ratio * steps)),
+        warmup_steps=int(t.warmup_steps) if t.warmup_steps > 0 else int(round(t.warmup_ratio * steps)),
+        label_smoothing_factor=t.label_smoothing,
         max_steps=steps,
         eval_strategy=eval_strategy,
         eval_steps=t.eval_steps,
@@ -42,6 +49,7 @@ def training_args(cfg: DictConfig, output_dir: str, steps: int) -> TrainingArgum
         save_total_limit=t.save_total_limit,
         logging_steps=t.logging_steps,
         logging_first_step=True,
+        logging_nan_inf_filter=False,  # log true losses: a NaN step must show (and stop the run), not be averaged away
         seed=cfg.seed,
         data_seed=cfg.seed,
         use_cpu=hw.device == "cpu",
@@ -56,12 +64,42 @@ def training_args(cfg: DictConfig, output_dir: str, steps: int) -> TrainingArgum
     )
 
 
+def loss_uses_num_items(model) -> bool:
+    """Whether the model's own loss divides by Trainer's `num_items_in_batch` (token-weighted over all
+    accumulated micro-batches): HF's ForCausalLMLoss does. Sequence-classification and regression heads
+    take a plain per-batch mean and ignore it, although their forward accepts **kwargs."""
+    base = unwrap_peft_model(model)  # LoRA/PiSSA wrap in peft; the other methods keep the model's class
+    return LOSS_MAPPING.get(getattr(base, "loss_type", None)) is ForCausalLMLoss
+
+
 class MethodTrainer(Trainer):
-    """Trainer whose optimizer takes the method's parameter groups (e.g. MvP's score learning rate)."""
+    """Trainer whose optimizer takes the method's parameter groups (e.g. MvP's score learning rate), whose
+    loss does not depend on how a batch is split into accumulation steps, and whose logs go to the log file."""
 
     def __init__(self, *a, param_groups=None, **kw):
         self._method_groups = param_groups
         super().__init__(*a, **kw)
+        # Trainer takes any forward with **kwargs to normalise by num_items_in_batch and then skips dividing
+        # by the accumulation steps; for plain-mean heads that sums the micro-batch means (loss x grad_accum)
+        self.model_accepts_loss_kwargs = self.model_accepts_loss_kwargs and loss_uses_num_items(self.model)
+        self.add_callback(LogLines())
+        if self.pop_callback(ProgressCallback) is not None:
+            self.add_callback(BarOnlyProgress)
+
+    def train(self, *a, **kw):
+        try:
+            return super().train(*a, **kw)
+        except BaseException as e:
+            self._close_progress_bars()  # Trainer closes them in on_train_end, which a raise skips
+            if isinstance(e, Diverged) and e.step is None:  # raised where the step is unknown (NaN mask
+                e.step = self.state.global_step  # scores): the step whose update made them
+            raise
+
+    def _close_progress_bars(self):
+        for cb in self.callback_handler.callbacks:
+            if isinstance(cb, ProgressCallback) and cb.training_bar is not None:
+                cb.training_bar.close()
+                cb.training_bar = None
 
     def create_optimizer(self, model=None):
         if self._method_groups is None or self.optimizer is not None:

@@ -152,7 +152,7 @@ def test_contract(entry, tiny_cfg, tmp_path):
     # 4. resume after a kill equals the uninterrupted run, bit for bit
     with pytest.raises(KeyboardInterrupt):
         run(cfg, tmp_path / "b", callbacks=[KillAt(6)])
-    assert json.loads((tmp_path / "b" / "results.json").read_text())["status"] == "failed"
+    assert json.loads((tmp_path / "b" / "results.json").read_text())["status"] == "interrupted"
     cfg.resume = "auto"
     resumed = run(cfg, tmp_path / "b")
     assert resumed["timing"]["resumed_from"].endswith("checkpoint-4")

@@ -141,10 +141,10 @@ def test_dry_run_on_meta(name):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["method=lora", "method.r=0"], "positive rank"),
+    (["method=lora", "method.r=0"], "method.r must be >= 1"),
     (["method=lora", "method.alpha=0"], "alpha"),
     (["method=lora", "method.dropout=1.0"], "dropout"),
-    (["method=lora", "method.targets=mlp"], "'all' or 'attention'"),
+    (["method=lora", "method.targets=mlp"], r"method.targets must be one of \['all', 'attention'\]"),
     (["method=pissa", "method.pissa_niter=0"], "pissa_niter"),
 ])
 def test_bad_configuration_fails_early(overrides, message):

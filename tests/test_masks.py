@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from sparsetune.divergence import Diverged
 from sparsetune.masks import _topk_select, global_topk_masks, nm_mask, num_pruned, parse_pattern, row_mask, topk_mask
 
 
@@ -83,7 +84,7 @@ def test_cpu_binarizer_equals_a_full_sort():
 
 
 def test_binarizer_rejects_nan_scores():
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(Diverged, match="NaN"):
         topk_mask(torch.tensor([1.0, float("nan"), 0.5, 2.0]), 0.5)
 
 
@@ -96,5 +97,5 @@ def test_selection_with_a_block_of_equal_scores_matches_the_full_sort():
     for n_prune in (5, 29_999, 30_000, 30_001, 45_000):
         mask = topk_mask(scores, n_prune / scores.numel() + 1e-9)
         assert torch.equal(mask, sorted_reference_keep(scores, n_prune)), n_prune
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(Diverged, match="NaN"):
         topk_mask(torch.cat([torch.zeros(1000), torch.tensor([float("nan")])]), 0.5)

@@ -310,9 +310,9 @@ def test_dry_run_builds_shapes_on_meta():
 @pytest.mark.parametrize("overrides, message", [
     (["method.density=0.1"], "exactly one budget"),
     (["method.match_lora_rank=null"], "exactly one budget"),
-    (["method.match_lora_rank=0"], "positive rank"),
+    (["method.match_lora_rank=0"], "method.match_lora_rank must be >= 1"),
     (["method.match_lora_rank=null", "method.density=1.5"], r"\(0, 1\]"),
-    (["method.scope=layer"], "global' or 'local"),
+    (["method.scope=layer"], r"method.scope must be one of \['local', 'global'\]"),
     (["mask_schedule=cubic"], "mask_schedule=static"),
     (["mask_schedule=dynamic", "mask_schedule.reset_optimizer=false"], "reset_optimizer=true"),
     (["mask_schedule=dynamic", "mask_schedule.update_every=0"], "update_every"),

@@ -242,3 +242,50 @@ def test_lora_star_dry_run_on_meta_counts_lora_parameters():
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     expected = sum(2 * (l.in_features + l.out_features) for l in (x.get_base_layer() for x in method.lora_layers.values()))
     assert trainable == expected == 2048
+
+
+@pytest.mark.parametrize("impl", ["blocked", "naive"])
+def test_adapters_stay_fp32_under_a_16_bit_base_and_a_grad_scaler_steps(impl):
+    # SPP's experiment preset loads LLaMA in fp16 with fp16 mixed precision: alpha/beta must be fp32, or
+    # GradScaler.unscale_ fails ("Attempting to unscale FP16 gradients")
+    lin = pruned_linear(m=8, n=8).half()
+    layer = randomized(SPPLinear(lin, r=4, scaling=2.0, impl=impl))
+    assert layer.weight.dtype == torch.float16 and layer.alpha.dtype == layer.beta.dtype == torch.float32
+    x = torch.randn(5, 8).half()
+    y = layer(x)
+    assert y.dtype == torch.float16
+    opt = torch.optim.AdamW([layer.alpha, layer.beta], lr=1e-2)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 8)
+    scaler.scale(y.float().pow(2).mean()).backward()
+    scaler.unscale_(opt)
+    assert torch.isfinite(layer.alpha.grad).all() and layer.alpha.grad.abs().sum() > 0
+    scaler.step(opt)
+    scaler.update()
+    merged = layer.merged_weight()
+    assert merged.dtype == torch.float16
+    assert torch.equal(merged == 0, lin.weight == 0)  # the sparsity pattern survives the fp16 merge
+    expected = lin.weight.float() + 2.0 * explicit_delta_weight(lin.weight.float(), layer.alpha.detach(), layer.beta.detach(), 4)
+    assert torch.allclose(merged.float(), expected, atol=1e-2, rtol=1e-2)
+
+
+@pytest.mark.parametrize("use_beta,zero_init,trainable", [
+    (True, "beta", {"alpha", "beta"}), (True, "alpha", {"alpha", "beta"}), (True, "none", {"alpha", "beta"}),
+    (False, "alpha", {"alpha"}), (False, "none", {"alpha"}),
+])
+def test_ablation_switches_of_tables_4_and_8(use_beta, zero_init, trainable):
+    lin = pruned_linear(m=8, n=8)
+    layer = SPPLinear(lin, r=4, scaling=2.0, use_beta=use_beta, zero_init=zero_init)
+    assert {n for n, _ in layer.named_parameters() if n not in ("weight", "bias")} == trainable
+    assert bool((layer.alpha == 0).all()) == (zero_init == "alpha")
+    if use_beta:
+        assert bool((layer.beta == 0).all()) == (zero_init == "beta")
+    else:
+        assert torch.equal(layer.beta, torch.ones(8, 1))  # a constant: W~' = W~ * Repeat0(alpha)
+    starts_at_pruned = zero_init in ("alpha", "beta")
+    assert torch.equal(layer.merged_weight(), lin.weight.detach()) == starts_at_pruned
+    assert torch.equal(layer.merged_weight() == 0, lin.weight == 0)  # zeros kept whatever the init
+
+
+def test_ablation_switch_without_beta_cannot_zero_init_beta():
+    with pytest.raises(ValueError, match="needs W_beta"):
+        SPPLinear(pruned_linear(), r=4, use_beta=False, zero_init="beta")

@@ -13,7 +13,7 @@ from torch import nn
 from .masked import MaskedLinear
 from .ste import masked_weight_ste
 
-SCORE_INITS = ("magnitude", "constant")
+from ..method_schemas import SCORE_INITS
 
 
 class MovementLinear(MaskedLinear):

@@ -28,7 +28,7 @@ from ..masks import as_factor
 from .base import TargetLinear
 from .workspace import scratch
 
-SCORE_TERMS = ("magnitude", "lowrank", "structured")  # |W0 + βUV|, α1·A·B, α2·(R + C)
+from ..method_schemas import SCORE_TERMS, check_score_terms  # noqa: F401  (re-exported)
 
 
 class _Hyper(NamedTuple):
@@ -39,14 +39,6 @@ class _Hyper(NamedTuple):
     shape3: tuple  # (blocks, n_b, k)
     dtype: torch.dtype  # W0 + βUV is formed in the factors' dtype
 
-
-def check_score_terms(terms) -> tuple[str, ...]:
-    terms = tuple(terms)
-    bad = [t for t in terms if t not in SCORE_TERMS]
-    if bad or not terms or len(set(terms)) != len(terms):
-        raise ValueError(
-            f"PST score_terms must be a non-empty subset of {list(SCORE_TERMS)} without repeats, got {list(terms)}")
-    return terms
 
 
 def factor_dtype(weight_dtype: torch.dtype) -> torch.dtype:

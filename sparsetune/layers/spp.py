@@ -19,12 +19,12 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
+from ..method_schemas import SPP_IMPLS as IMPLS
+from ..method_schemas import check_spp_init
 from .base import TargetLinear
-
-IMPLS = ("blocked", "naive")
 
 
 def check_rank(out_features: int, r: int, name: str = "a target matrix") -> None:
@@ -36,39 +36,59 @@ def check_rank(out_features: int, r: int, name: str = "a target matrix") -> None
 
 
 class SPPLinear(TargetLinear):
-    def __init__(self, base, splits=None, r: int = 16, scaling: float = 1.0, dropout: float = 0.0, impl: str = "blocked"):
+    """`use_beta=False` and `zero_init` are the paper's ablations (Tables 4 and 8): without W_beta the
+    update is W~ * Repeat0(alpha) (beta a constant 1, not trained); `zero_init` names the factors that
+    start at 0 (default beta, so W~' = 0 at the start; both = no gradient ever reaches them)."""
+
+    def __init__(self, base, splits=None, r: int = 16, scaling: float = 1.0, dropout: float = 0.0, impl: str = "blocked",
+                 use_beta: bool = True, zero_init: str = "beta"):
         super().__init__(base, splits)
         check_rank(self.out_features, r)
         if impl not in IMPLS:
             raise ValueError(f"SPP impl must be one of {IMPLS}, got {impl!r}")
+        check_spp_init(use_beta, zero_init)
         self.r, self.scaling, self.impl = int(r), float(scaling), impl
+        self.use_beta, self.zero_init = bool(use_beta), zero_init
         self.weight.requires_grad_(False)
         w = self.weight
-        self.alpha = nn.Parameter(torch.empty(self.r, self.in_features, device=w.device, dtype=w.dtype))
-        self.beta = nn.Parameter(torch.zeros(self.out_features, 1, device=w.device, dtype=w.dtype))
+        # alpha/beta stay fp32 under a 16-bit base (as peft keeps adapters): a GradScaler cannot unscale fp16
+        # gradients, and fp32 updates keep small steps; the forward casts them to the activations' dtype
+        dtype = torch.float32 if w.dtype in (torch.float16, torch.bfloat16) else w.dtype
+        self.alpha = nn.Parameter(torch.empty(self.r, self.in_features, device=w.device, dtype=dtype))
+        beta = torch.empty(self.out_features, 1, device=w.device, dtype=dtype)
+        if use_beta:
+            self.beta = nn.Parameter(beta)
+        else:
+            self.register_buffer("beta", beta.fill_(1.0))
         # reference init: Kaiming-uniform with a=sqrt(5), i.e. U(+-1/sqrt(in)); beta = 0 so W~' = 0 at start
-        nn.init.kaiming_uniform_(self.alpha, a=math.sqrt(5))
+        for name in ("alpha", "beta") if use_beta else ("alpha",):
+            t = getattr(self, name)
+            with torch.no_grad():
+                t.zero_() if zero_init in (name, "both") else nn.init.kaiming_uniform_(t, a=math.sqrt(5))
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
     # -- the adapter term ------------------------------------------------------------------------
-    def repeated_alpha(self) -> torch.Tensor:
-        return self.alpha.repeat_interleave(self.out_features // self.r, dim=0)
+    def repeated_alpha(self, dtype: torch.dtype | None = None) -> torch.Tensor:
+        return self.alpha.to(dtype or self.alpha.dtype).repeat_interleave(self.out_features // self.r, dim=0)
 
-    def delta_weight(self) -> torch.Tensor:
-        """W~' = W~ * Repeat0(alpha) * beta (m x n); only for merging and the naive forward."""
-        return self.weight * self.repeated_alpha() * self.beta
+    def delta_weight(self, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """W~' = W~ * Repeat0(alpha) * beta (m x n) in `dtype` (default: the adapter's); for merging and
+        the naive forward."""
+        dtype = dtype or self.alpha.dtype
+        return self.weight.to(dtype) * self.repeated_alpha(dtype) * self.beta.to(dtype)
 
     def delta_naive(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.delta_weight())
+        return F.linear(x, self.delta_weight(x.dtype))
 
     def delta_blocked(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
         flat = x.reshape(-1, self.in_features)  # any number of leading dims (the reference needs 3-D)
         blocks = self.weight.view(self.r, self.out_features // self.r, self.in_features)
+        alpha, beta = self.alpha.to(x.dtype), self.beta.to(x.dtype)
         # one block at a time: only a (tokens x n) scaled input exists at once; W~ needs no gradient, so
         # no copy of it is saved (forward() checkpoints this branch, so only its input is kept)
-        out = torch.cat([F.linear(flat * self.alpha[k], blocks[k]) for k in range(self.r)], dim=-1)
-        return (out * self.beta.view(1, -1)).view(*lead, self.out_features)
+        out = torch.cat([F.linear(flat * alpha[k], blocks[k]) for k in range(self.r)], dim=-1)
+        return (out * beta.view(1, -1)).view(*lead, self.out_features)
 
     # -- TargetLinear interface ------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -85,11 +105,13 @@ class SPPLinear(TargetLinear):
         return base + self.scaling * delta
 
     def effective_weight(self) -> torch.Tensor:
-        return self.weight + self.scaling * self.delta_weight()
+        """W~ + s W~' computed in the adapter's precision, stored in the base weight's dtype."""
+        return (self.weight.to(self.alpha.dtype) + self.scaling * self.delta_weight()).to(self.weight.dtype)
 
     @torch.no_grad()
     def merged_weight(self) -> torch.Tensor:
         return self.effective_weight().detach()
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, r={self.r}, scaling={self.scaling:g}, impl={self.impl}"
+        return (f"{super().extra_repr()}, r={self.r}, scaling={self.scaling:g}, impl={self.impl}, "
+                f"use_beta={self.use_beta}, zero_init={self.zero_init}")

@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from ..layers.base import TargetLinear
+from ..method_schemas import MethodConfig
 from ..targets import find_targets, fused_splits, replace_module, weight_out_in
 
 
@@ -33,6 +34,7 @@ class Method:
     """Dense fine-tuning semantics by default; sparse methods override the hooks they need."""
 
     name = "base"
+    Config = MethodConfig  # the schema (sparsetune/method_schemas.py): fields and the checks needing only the config
 
     def __init__(self, cfg: DictConfig):
         self.cfg = cfg
@@ -41,7 +43,9 @@ class Method:
 
     # ---- lifecycle --------------------------------------------------------------------
     def validate(self, cfg: DictConfig) -> None:
-        """Raise ValueError with what is allowed, before anything heavy runs."""
+        """Raise ValueError with what is allowed, before anything heavy runs. Subclasses add the checks
+        that need their libraries and call this first."""
+        type(self).Config.check(cfg)
 
     def apply(self, model: nn.Module, ctx: MethodContext) -> nn.Module:
         return model
@@ -66,6 +70,23 @@ class Method:
     def record(self) -> dict:
         """Method-specific facts for results.json (choices, provenance, per-layer counts)."""
         return {}
+
+    def checkpoint_state(self) -> dict:
+        """JSON-able state a checkpoint must carry besides tensors (e.g. the history of mask updates);
+        written into every checkpoint, handed back to restore_checkpoint_state on resume."""
+        return {}
+
+    def restore_checkpoint_state(self, state: dict) -> None:
+        """Called after apply() when the run resumes from a checkpoint that holds `state`."""
+
+    def sparsity_not_applicable(self) -> dict:
+        """For methods that prune nothing (target 0): a sweep may share method.sparsity with sparse methods;
+        the record says it was ignored rather than letting the config suggest a sparse run."""
+        given = self.mcfg.get("sparsity")
+        if given is None:
+            return {}
+        return {"sparsity_note": f"method.sparsity={given} is not applicable to method={self.name}: "
+                                 "it prunes nothing (target sparsity 0)"}
 
     # ---- helpers for subclasses ------------------------------------------------------
     def wrap_targets(self, model: nn.Module, factory: Callable[[str, nn.Module, tuple | None], TargetLinear]) -> None:
@@ -96,6 +117,9 @@ class Method:
 
 
 def target_suffixes(cfg: DictConfig) -> list[str]:
+    explicit = cfg.method.get("target_modules")
+    if explicit is not None:
+        return list(explicit)
     which = cfg.method.get("targets", "all")
     if which not in ("all", "attention"):
         raise ValueError(f"method.targets must be 'all' or 'attention', got {which!r}")
@@ -148,9 +172,14 @@ def _is_head(parts: list[str]) -> bool:
 def count_params(model: nn.Module) -> dict[str, Any]:
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    breakdown = trainable_breakdown(model)
+    # the papers' "trainable %" counts the method's own parameters, not the task head trained beside them
+    without_head = trainable - breakdown.get("head", 0)
     return {
         "total": total,
         "trainable": trainable,
         "trainable_percent": 100.0 * trainable / max(total, 1),
-        "trainable_breakdown": trainable_breakdown(model),
+        "trainable_without_head": without_head,
+        "trainable_without_head_percent": 100.0 * without_head / max(total, 1),
+        "trainable_breakdown": breakdown,
     }

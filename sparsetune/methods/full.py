@@ -16,3 +16,6 @@ class FullFineTuning(Method):
 
     def target_sparsity(self) -> float:
         return 0.0
+
+    def record(self) -> dict:
+        return self.sparsity_not_applicable()

@@ -12,29 +12,12 @@ pruned base would be densified (not a sparsity-preserving baseline).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
-
 from peft import LoraConfig, get_peft_model
 from transformers.pytorch_utils import Conv1D
 
+from ..method_schemas import LoraMethodConfig, PissaMethodConfig
 from ..registry import METHODS
-from ..schema import MethodConfig
 from .base import Method, head_modules, model_targets, target_suffixes
-
-
-@dataclass
-class LoraMethodConfig(MethodConfig):
-    targets: str = "attention"
-    r: int = 8
-    alpha: float = 8.0
-    dropout: float = 0.05
-
-
-@dataclass
-class PissaMethodConfig(LoraMethodConfig):
-    dropout: float = 0.0
-    pissa_niter: Optional[int] = None  # None = exact SVD; K = torch.svd_lowrank with K subspace iterations
 
 
 @METHODS.register("lora")
@@ -43,13 +26,7 @@ class LoRA(Method):
     Config = LoraMethodConfig
 
     def validate(self, cfg):
-        m = self.mcfg
-        if int(m.r) < 1:
-            raise ValueError(f"method.r must be a positive rank, got {m.r}")
-        if float(m.alpha) <= 0:
-            raise ValueError(f"method.alpha must be > 0, got {m.alpha}")
-        if not 0.0 <= float(m.dropout) < 1.0:
-            raise ValueError(f"method.dropout must be in [0, 1), got {m.dropout}")
+        super().validate(cfg)
         target_suffixes(cfg)
         head_modules(cfg)
 
@@ -88,6 +65,7 @@ class LoRA(Method):
             "init": _init_name(self.peft_config.init_lora_weights) if hasattr(self, "peft_config") else None,
             "modules_to_save": getattr(self, "heads", None),
             "choices": {"head": "trained via peft modules_to_save (the reference's task_type default adds none)"},
+            **self.sparsity_not_applicable(),
         }
 
 
@@ -95,12 +73,6 @@ class LoRA(Method):
 class PiSSA(LoRA):
     name = "pissa"
     Config = PissaMethodConfig
-
-    def validate(self, cfg):
-        super().validate(cfg)
-        niter = self.mcfg.get("pissa_niter")
-        if niter is not None and int(niter) < 1:
-            raise ValueError(f"method.pissa_niter must be null (exact SVD) or >= 1, got {niter}")
 
     def init_weights(self, dry_run: bool):
         if dry_run:

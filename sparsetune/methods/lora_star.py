@@ -12,14 +12,13 @@ weights before re-masking is recorded.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from peft import LoraConfig, inject_adapter_in_model
 from peft.tuners.lora import LoraLayer
 from transformers import TrainerCallback
 
-from ..pruning.driver import OneShotPruneConfig, prune_for_method, validate_oneshot
+from ..method_schemas import LoraStarConfig
+from ..pruning.driver import prune_for_method, validate_oneshot
 from ..pruning.magnitude import pattern_sparsity
 from ..registry import METHODS
 from ..targets import replace_module, weight_out_in
@@ -28,13 +27,6 @@ from .spp import check_already_pruned
 
 MASK_BUFFER = "prune_mask"
 
-
-@dataclass
-class LoraStarConfig(OneShotPruneConfig):
-    r: int = 8  # LoRA rank (Wanda's lora_ft and the SPP reference use r=8, alpha=16, dropout=0.05)
-    lora_alpha: float = 16.0
-    dropout: float = 0.05
-    remask: bool = True  # false = plain LoRA on the pruned model (dense export)
 
 
 class RemaskAtTrainEnd(TrainerCallback):
@@ -51,11 +43,8 @@ class LoraStar(Method):
     Config = LoraStarConfig
 
     def validate(self, cfg):
+        super().validate(cfg)
         validate_oneshot(cfg)
-        if int(cfg.method.r) < 1:
-            raise ValueError(f"method.r must be >= 1, got {cfg.method.r}")
-        if not (0.0 <= float(cfg.method.dropout) < 1.0):
-            raise ValueError(f"method.dropout must be in [0, 1), got {cfg.method.dropout}")
 
     def apply(self, model, ctx):
         self.model = model

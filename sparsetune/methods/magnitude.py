@@ -10,14 +10,12 @@ import torch
 
 from ..layers.masked import MaskedLinear
 from ..registry import METHODS
-from ..schema import SparseMethodConfig
 from .masked_base import ScheduledMaskMethod
 
 
 @METHODS.register("magnitude")
 class MagnitudePruning(ScheduledMaskMethod):
     name = "magnitude"
-    Config = SparseMethodConfig
 
     def apply(self, model, ctx):
         super().apply(model, ctx)

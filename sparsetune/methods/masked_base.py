@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 
 from ..callbacks import SparsityScheduleCallback
-from ..masks import check_sparsity, count_kept, global_topk_masks, topk_mask
+from ..masks import count_kept, global_topk_masks, topk_mask
+from ..method_schemas import ScheduledMaskConfig
 from ..schedules import sparsity_at, validate_cubic
 from .base import Method
 
@@ -12,14 +13,7 @@ from .base import Method
 class ScheduledMaskMethod(Method):
     """Subclasses provide `scores(layer)` (the importance to rank) and a layer factory."""
 
-    def validate(self, cfg):
-        check_sparsity(self.mcfg.sparsity, "method.sparsity")
-        if self.mcfg.get("scope", "local") not in ("local", "global"):
-            raise ValueError(f"method.scope must be 'local' or 'global', got {self.mcfg.scope!r}")
-        sched = cfg.mask_schedule
-        check_sparsity(sched.get("initial_sparsity", 0.0), "mask_schedule.initial_sparsity")
-        if sched.name not in ("cubic", "constant", "oneshot"):
-            raise ValueError(f"{self.name} needs mask_schedule cubic, constant or oneshot, got {sched.name!r}")
+    Config = ScheduledMaskConfig
 
     def apply(self, model, ctx):
         self.total_steps = ctx.total_steps
@@ -82,3 +76,9 @@ class ScheduledMaskMethod(Method):
 
     def record(self):
         return {"mask_history": self.history[-50:], "scope": self.mcfg.get("scope", "local")}
+
+    def checkpoint_state(self):
+        return {"history": self.history}
+
+    def restore_checkpoint_state(self, state):
+        self.history = list(state.get("history", self.history))

@@ -9,25 +9,18 @@ use the Trainer's lr, with decay except on biases and norms. Trainable count for
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 from transformers.trainer_pt_utils import get_parameter_names
 
-from ..layers.movement import SCORE_INITS, MovementLinear
+from ..layers.movement import MovementLinear
+from ..method_schemas import MovementConfig
 from ..registry import METHODS
-from ..schema import SparseMethodConfig
 from .masked_base import ScheduledMaskMethod
 
 # the Trainer's own no-decay rule: biases and normalisation layers
 _NO_DECAY_PATTERNS = [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]
 
-
-@dataclass
-class MovementConfig(SparseMethodConfig):
-    score_lr: float = 1.0e-2  # learning rate of the scores (weights use train.lr)
-    score_init: str = "magnitude"  # magnitude = |W| (PST paper's MvP) | constant = 0 (HF example default)
 
 
 @METHODS.register("movement")
@@ -35,13 +28,6 @@ class MovementPruning(ScheduledMaskMethod):
     name = "movement"
     Config = MovementConfig
     rescore_every_step = True
-
-    def validate(self, cfg):
-        super().validate(cfg)
-        if cfg.method.score_init not in SCORE_INITS:
-            raise ValueError(f"method.score_init must be one of {list(SCORE_INITS)}, got {cfg.method.score_init!r}")
-        if not float(cfg.method.score_lr) > 0:
-            raise ValueError(f"method.score_lr must be > 0, got {cfg.method.score_lr}")
 
     def apply(self, model, ctx):
         super().apply(model, ctx)

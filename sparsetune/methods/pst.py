@@ -14,29 +14,14 @@ of training, so the final evaluation and the export use the trained factors.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import List
-
 import torch
 
-from ..layers.pst import SCORE_TERMS, PSTLinear, check_score_terms
+from ..layers.pst import PSTLinear
 from ..layers.workspace import scratch
+from ..method_schemas import PSTConfig
 from ..registry import METHODS
-from ..schema import SparseMethodConfig
 from .masked_base import ScheduledMaskMethod
 
-
-@dataclass
-class PSTConfig(SparseMethodConfig):
-    train_head: str = "final"  # the head's last projection trains (counted in the paper's 2.91M / 7.77M)
-    train_bias: bool = True  # target biases train (also in those counts)
-    r1: int = 8  # rank of the low-rank score A·B
-    r2: int = 8  # rank of the weight update U·V (0 = W stays W0, only the mask learns)
-    beta: float = 1.0  # W = W0 + beta·U·V
-    alpha1: float = 1.0  # weight of A·B in the score
-    alpha2: float = 1.0  # weight of R + C in the score
-    # which terms S sums (Table 5 ablations): magnitude = |W0+βUV|, lowrank = α1·AB, structured = α2·(R+C)
-    score_terms: List[str] = field(default_factory=lambda: list(SCORE_TERMS))
 
 
 @METHODS.register("pst")
@@ -44,15 +29,6 @@ class PST(ScheduledMaskMethod):
     name = "pst"
     Config = PSTConfig
     rescore_every_step = True
-
-    def validate(self, cfg):
-        super().validate(cfg)
-        m = cfg.method
-        terms = check_score_terms(m.score_terms)
-        if int(m.r2) < 0:
-            raise ValueError(f"method.r2 must be >= 0 (0 freezes W at W0), got {m.r2}")
-        if "lowrank" in terms and int(m.r1) < 1:
-            raise ValueError(f"method.r1 must be >= 1 while score_terms has 'lowrank', got {m.r1}")
 
     def apply(self, model, ctx):
         super().apply(model, ctx)

@@ -26,28 +26,16 @@ import functools
 import inspect
 import math
 import time
-from dataclasses import dataclass
-from typing import Optional
 
 import torch
 from omegaconf import OmegaConf
 from transformers import TrainerCallback
 
 from ..layers.sparse_delta import SparseDeltaLinear
+from ..method_schemas import SpeftConfig
 from ..registry import METHODS
 from ..salience import compute_salience, get_metric, split_budget, topk_indices
-from ..schema import MethodConfig
 from .base import Method
-
-SCHEDULES = ("static", "dynamic")
-
-
-@dataclass
-class SpeftConfig(MethodConfig):
-    targets: str = "attention"
-    match_lora_rank: Optional[int] = 8  # select LoRA rank-r's trainable count r*(in+out) per target; null = use density
-    density: Optional[float] = None  # fraction of the target weights to adapt (with match_lora_rank=null)
-    scope: str = "global"  # global = one ranking over all target matrices | local = per matrix (per fused block)
 
 
 @METHODS.register("speft")
@@ -57,27 +45,7 @@ class SPEFT(Method):
 
     # ---- configuration -----------------------------------------------------------------
     def validate(self, cfg):
-        m = self.mcfg
-        rank, density = m.get("match_lora_rank"), m.get("density")
-        if (rank is None) == (density is None):
-            raise ValueError("method=speft needs exactly one budget: method.match_lora_rank=R (LoRA's count) or "
-                             "method.density=RHO with method.match_lora_rank=null")
-        if rank is not None and int(rank) < 1:
-            raise ValueError(f"method.match_lora_rank must be a positive rank, got {rank}")
-        if density is not None and not 0.0 < float(density) <= 1.0:
-            raise ValueError(f"method.density must be in (0, 1], got {density}")
-        if m.get("scope", "global") not in ("global", "local"):
-            raise ValueError(f"method.scope must be 'global' or 'local', got {m.scope!r}")
-        sched = cfg.mask_schedule
-        if sched.name not in SCHEDULES:
-            raise ValueError("method=speft needs mask_schedule=static (mask fixed before training) or mask_schedule="
-                             f"dynamic (re-selected every mask_schedule.update_every steps), got {sched.name!r}")
-        if sched.name == "dynamic":
-            if int(sched.update_every) < 1:
-                raise ValueError(f"mask_schedule.update_every must be >= 1, got {sched.update_every}")
-            if not sched.get("reset_optimizer", True):
-                raise ValueError("mask_schedule=dynamic needs reset_optimizer=true: the Adam moments of the sparse "
-                                 "values belong to the old positions (the paper resets them, §3.4)")
+        super().validate(cfg)
         metric = get_metric(str(cfg.salience.name))
         metric.resolve_options(cfg.salience.get("options"))
         if metric.data_aware and int(cfg.salience.num_batches) < 1:
@@ -205,6 +173,13 @@ class SPEFT(Method):
                              "merged_entries_changed": merged, "entries_newly_selected": moved})
 
     # ---- record ----------------------------------------------------------------------------
+    def checkpoint_state(self) -> dict:
+        return {"history": self.history}
+
+    def restore_checkpoint_state(self, state: dict) -> None:
+        # apply() re-selected the step-0 mask; the saved history already holds it and every later update
+        self.history = list(state.get("history", self.history))
+
     def record(self) -> dict:
         sched, sal = self.cfg.mask_schedule, self.cfg.salience
         per_layer = getattr(self, "selected_per_layer", {})
@@ -224,6 +199,7 @@ class SPEFT(Method):
             "density": selected / target_numel if target_numel else None,
             "selected_per_layer": per_layer,
             "salience_seconds": round(getattr(self, "salience_seconds", 0.0), 4),
+            **self.sparsity_not_applicable(),
             "mask_updates": getattr(self, "history", [])[-50:],
             "merged_entries_changed": getattr(self, "merged_changed", None),
             "choices": {

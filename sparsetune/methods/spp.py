@@ -10,26 +10,16 @@ keeps the reference's effective s = 2 at r = 16.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
-
 import torch
 
-from ..layers.spp import IMPLS, SPPLinear, check_rank
-from ..pruning.driver import OneShotPruneConfig, prune_for_method, validate_oneshot
+from ..layers.spp import SPPLinear, check_rank
+from ..method_schemas import SPPConfig
+from ..pruning.driver import prune_for_method, validate_oneshot
 from ..pruning.magnitude import pattern_sparsity
 from ..targets import weight_out_in
 from ..registry import METHODS
 from .base import Method, model_targets, target_suffixes
 
-
-@dataclass
-class SPPConfig(OneShotPruneConfig):
-    r: int = 16  # rows of alpha; must divide every target's output dim
-    lora_alpha: float = 32.0  # s = lora_alpha / r unless `scaling` is set
-    scaling: Optional[float] = None
-    dropout: float = 0.05  # on the adapter branch's input only
-    impl: str = "blocked"  # blocked = memory-efficient eq. 7 | naive = explicit W~' (eq. 4-5)
 
 
 REFERENCE_NOTES = [
@@ -46,14 +36,9 @@ class SPP(Method):
     Config = SPPConfig
 
     def validate(self, cfg):
+        super().validate(cfg)
         validate_oneshot(cfg)
         m = cfg.method
-        if m.impl not in IMPLS:
-            raise ValueError(f"method.impl must be one of {IMPLS}, got {m.impl!r}")
-        if not (0.0 <= float(m.dropout) < 1.0):
-            raise ValueError(f"method.dropout must be in [0, 1), got {m.dropout}")
-        if int(m.r) < 1:
-            raise ValueError(f"method.r must be >= 1, got {m.r}")
         for name, out in (target_out_features(cfg) or {}).items():
             check_rank(out, int(m.r), name)
 
@@ -70,7 +55,8 @@ class SPP(Method):
                 self.prune_record["measured_sparsity"] = check_already_pruned(model, self.cfg, self.target_sparsity())
         m = self.mcfg
         self.wrap_targets(
-            model, lambda name, mod, splits: SPPLinear(mod, splits, int(m.r), self.scaling(), float(m.dropout), m.impl)
+            model, lambda name, mod, splits: SPPLinear(mod, splits, int(m.r), self.scaling(), float(m.dropout), m.impl,
+                                                       use_beta=bool(m.use_beta), zero_init=str(m.zero_init))
         )
         self.set_trainable(model)
         return model
@@ -85,6 +71,8 @@ class SPP(Method):
             "scaling": self.scaling(),
             "scaling_rule": "method.scaling" if self.mcfg.get("scaling") is not None else "lora_alpha / r",
             "impl": self.mcfg.impl,
+            "use_beta": bool(self.mcfg.use_beta),
+            "zero_init": str(self.mcfg.zero_init),
             "reference_deviations": REFERENCE_NOTES,
         }
 

@@ -1,6 +1,7 @@
 """Post-training pruners (magnitude, Wanda, SparseGPT) applied layer by layer with calibration data."""
 from .calibration import CalibrationSettings, calibration_samples
-from .driver import PRUNERS, OneShotPruneConfig, PruneResult, PruneSpec, prune_for_method, prune_model
+from ..method_schemas import OneShotPruneConfig
+from .driver import PRUNERS, PruneResult, PruneSpec, prune_for_method, prune_model
 
 __all__ = [
     "PRUNERS",

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from ..schema import SparseMethodConfig
+from ..method_schemas import PRUNERS
 from ..targets import find_targets, fused_splits, set_weight_out_in, weight_out_in
 from .calibration import (
     BlockInputs,
@@ -34,18 +34,9 @@ from .magnitude import magnitude_mask, parse_keep_pattern, pattern_sparsity
 from .sparsegpt import HessianStats, sparsegpt_prune
 from .wanda import InputNormStats, wanda_mask
 
-PRUNERS = ("magnitude", "wanda", "sparsegpt")
 CALIBRATED = ("wanda", "sparsegpt")
 OPTION_KEYS = {"magnitude": set(), "wanda": {"calibration"}, "sparsegpt": {"calibration", "percdamp", "blocksize"}}
 
-
-@dataclass
-class OneShotPruneConfig(SparseMethodConfig):
-    """Method config fields of methods that start from a one-shot pruned model (SPP, LoRA*)."""
-
-    sparsity: Optional[float] = 0.5  # fraction of zeros (unstructured); null or 1-N/M with an N:M pattern
-    pattern: str = "unstructured"  # unstructured | N:M = N weights kept in every M (2:4, 4:8, 2:8)
-    prune: bool = True  # false: the loaded model is already pruned (a local pruned checkpoint)
 
 
 @dataclass
@@ -231,11 +222,8 @@ def calibration_from_config(cfg) -> CalibrationSettings:
 
 
 def validate_oneshot(cfg) -> PruneSpec:
-    """Early checks of a SPP / LoRA* config; returns the pruning spec."""
-    if cfg.mask_schedule.name != "oneshot":
-        raise ValueError(f"{cfg.method.name} prunes once before training: use mask_schedule=oneshot, got {cfg.mask_schedule.name!r}")
-    if cfg.method.get("scope", "local") != "local":
-        raise ValueError(f"{cfg.method.name}: post-training pruners rank per matrix (method.scope=local), got {cfg.method.scope!r}")
+    """The checks of a SPP / LoRA* config beyond its schema's (OneShotPruneConfig.check): pruner options,
+    calibration settings; returns the pruning spec."""
     spec = spec_from_config(cfg)
     if spec.pruner in CALIBRATED and cfg.method.get("prune", True):
         calibration_from_config(cfg)

@@ -12,28 +12,10 @@ from __future__ import annotations
 
 import torch
 
-from ..masks import check_sparsity, nm_mask, parse_pattern, row_mask, topk_mask
+from ..masks import nm_mask, row_mask, topk_mask
+from ..method_schemas import parse_pattern as parse_keep_pattern, pattern_sparsity  # noqa: F401
 
 
-def parse_keep_pattern(pattern: str) -> tuple[int, int] | None:
-    """'unstructured' -> None; 'N:M' -> (N kept, M group size)."""
-    return parse_pattern(str(pattern))
-
-
-def pattern_sparsity(pattern: str, sparsity: float | None) -> float:
-    """The fraction of zeros a pattern implies: 1 - N/M for N:M, else the configured sparsity."""
-    nm = parse_keep_pattern(pattern)
-    if nm is None:
-        if sparsity is None:
-            raise ValueError("unstructured pruning needs method.sparsity (fraction of zeros, in [0, 1))")
-        return check_sparsity(sparsity)
-    implied = 1.0 - nm[0] / nm[1]
-    if sparsity is not None and abs(float(sparsity) - implied) > 1e-9:
-        raise ValueError(
-            f"method.pattern {pattern!r} keeps {nm[0]} of every {nm[1]} weights (sparsity {implied:g}); "
-            f"method.sparsity={sparsity} contradicts it: leave sparsity unset (null) or set it to {implied:g}"
-        )
-    return implied
 
 
 def select_mask(scores: torch.Tensor, sparsity: float, nm: tuple[int, int] | None, granularity: str) -> torch.Tensor:

@@ -8,12 +8,16 @@ prompt alone, as alpaca-lora and Stanford Alpaca do, can disagree by a token at 
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import torch
 from datasets import Dataset
 
+from ..errors import ConfigError
+
 IGNORE_INDEX = -100
+log = logging.getLogger(__name__)
 
 
 def task_options(task, defaults: dict) -> dict:
@@ -21,19 +25,19 @@ def task_options(task, defaults: dict) -> dict:
     given = dict(task.options or {})
     unknown = sorted(set(given) - set(defaults))
     if unknown:
-        raise ValueError(f"task.options has unknown key(s) {unknown} for task {task.name!r}; allowed: {sorted(defaults)}")
+        raise ConfigError(f"task.options has unknown key(s) {unknown} for task {task.name!r}; allowed: {sorted(defaults)}")
     return {**defaults, **given}
 
 
 def wants_bos(tokenizer, add_bos) -> bool:
     """add_bos: true | false | 'auto' (= whatever the tokenizer itself does for a plain call)."""
     if add_bos not in (True, False, "auto"):
-        raise ValueError(f"task.options.add_bos={add_bos!r}; allowed: true, false, auto")
+        raise ConfigError(f"task.options.add_bos={add_bos!r}; allowed: true, false, auto")
     bos = tokenizer.bos_token_id
     if add_bos == "auto":
         return bos is not None and tokenizer("a")["input_ids"][:1] == [bos]
     if add_bos and bos is None:
-        raise ValueError("task.options.add_bos=true but the tokenizer has no BOS token; use add_bos=false")
+        raise ConfigError("task.options.add_bos=true but the tokenizer has no BOS token; use add_bos=false")
     return bool(add_bos)
 
 
@@ -55,7 +59,7 @@ def tokenize_prompt_target(ds: Dataset, tokenizer, max_length: int, *, train_on_
     """Tokenize a dataset with `prompt` and `target` columns. Examples whose target was cut away entirely
     are dropped (an all -100 batch has no loss); returns (dataset, number dropped)."""
     if eos and tokenizer.eos_token_id is None:
-        raise ValueError("the tokenizer has no EOS token; set task.options.add_eos=false")
+        raise ConfigError("the tokenizer has no EOS token; set task.options.add_eos=false")
 
     def encode(batch):
         prompts = tokenizer(batch["prompt"], add_special_tokens=False)["input_ids"]
@@ -67,7 +71,10 @@ def tokenize_prompt_target(ds: Dataset, tokenizer, max_length: int, *, train_on_
     enc = ds.map(encode, batched=True, remove_columns=ds.column_names, desc="tokenize")
     kept = enc.filter(lambda ex: any(lab != IGNORE_INDEX for lab in ex["labels"]), desc="drop examples without target")
     if len(enc) and not len(kept):
-        raise ValueError(f"all {len(enc)} examples lost their target to truncation at task.max_length={max_length}; raise it")
+        raise ConfigError(f"all {len(enc)} examples lost their target to truncation at task.max_length={max_length}; raise it")
+    if len(kept) < len(enc):
+        log.warning("dropped %d of %d examples whose target was cut away at task.max_length=%d (recorded in "
+                    "data.dropped_without_target)", len(enc) - len(kept), len(enc), max_length)
     return kept, len(enc) - len(kept)
 
 
@@ -92,17 +99,17 @@ class CausalLMCollator:
 def collator_for(tokenizer) -> CausalLMCollator:
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if pad is None:
-        raise ValueError("the tokenizer has neither a pad nor an EOS token to pad causal-LM batches with")
+        raise ConfigError("the tokenizer has neither a pad nor an EOS token to pad causal-LM batches with")
     return CausalLMCollator(int(pad))
 
 
 def carve_validation(ds: Dataset, size, seed: int) -> tuple[Dataset, Dataset]:
     """(train, validation): `size` rows (a count >= 1, or a fraction in (0, 1)) drawn with a fixed seed."""
     if isinstance(size, bool) or not isinstance(size, (int, float)) or size <= 0 or (size >= 1 and size != int(size)):
-        raise ValueError(f"task.options.val_set_size={size!r}: must be a whole count >= 1 or a fraction in (0, 1)")
+        raise ConfigError(f"task.options.val_set_size={size!r}: must be a whole count >= 1 or a fraction in (0, 1)")
     size = int(size) if size >= 1 else float(size)
     if size >= len(ds):
-        raise ValueError(f"task.options.val_set_size={size} must be smaller than the {len(ds)} training rows")
+        raise ConfigError(f"task.options.val_set_size={size} must be smaller than the {len(ds)} training rows")
     parts = ds.train_test_split(test_size=size, shuffle=True, seed=seed)
     return parts["train"], parts["test"]
 
@@ -110,7 +117,7 @@ def carve_validation(ds: Dataset, size, seed: int) -> tuple[Dataset, Dataset]:
 def subset_train(ds: Dataset, n: int | None, seed: int, mode: str) -> Dataset:
     """max_train_samples rows: 'random' (shuffled with the run seed) or 'first' (as a hub slice train[:n])."""
     if mode not in ("random", "first"):
-        raise ValueError(f"task.options.train_subset={mode!r}; allowed: random, first")
+        raise ConfigError(f"task.options.train_subset={mode!r}; allowed: random, first")
     if not n or n >= len(ds):
         return ds
     return (ds.shuffle(seed=seed) if mode == "random" else ds).select(range(n))

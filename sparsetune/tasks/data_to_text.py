@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from datasets import Dataset
 
+from ..errors import ConfigError
 from ..evaluation.nlg_metrics import nlg_scores
 from ..registry import TASK_LOADERS
 from .base import TaskData
@@ -45,10 +46,10 @@ def raw_pairs(task, fmt: str, splits: list[str], revision: str | None) -> tuple[
     paths = local_paths(task, layout)
     if paths is not None:
         require_splits(paths, splits, task, layout)
-        return {s: PAIRS[fmt](read_records(paths[s])) for s in splits}, f"files { {s: str(paths[s]) for s in splits} }"
+        return {s: PAIRS[fmt](read_records(paths[s]), str(paths[s])) for s in splits}, f"files { {s: str(paths[s]) for s in splits} }"
     hub = hub_splits(task.hub_id, task.hub_config, splits, f"task.data_dir (files {layout}) or task.data_files", revision)
     where = f"hub {task.hub_id}" + (f"/{task.hub_config}" if task.hub_config else "") + f" @ {revision}"
-    return {s: PAIRS[fmt](hub[s].to_list()) for s in splits}, where
+    return {s: PAIRS[fmt](hub[s].to_list(), f"{where} split {s}") for s in splits}, where
 
 
 def generation_evaluator(groups: list[tuple[str, list[str]]], opts: dict, bos: bool):
@@ -73,10 +74,10 @@ def generation_evaluator(groups: list[tuple[str, list[str]]], opts: dict, bos: b
 def load_data_to_text(task, tokenizer, seed: int, fmt: str) -> TaskData:
     opts = task_options(task, DEFAULTS)
     if not task.eval_splits:
-        raise ValueError(f"task {task.name!r} needs at least one eval split")
+        raise ConfigError(f"task {task.name!r} needs at least one eval split")
     gen_split = opts["generate_split"] or task.eval_splits[0]
     if gen_split not in task.eval_splits:
-        raise ValueError(f"task.options.generate_split={gen_split!r} must be one of task.eval_splits={list(task.eval_splits)}")
+        raise ConfigError(f"task.options.generate_split={gen_split!r} must be one of task.eval_splits={list(task.eval_splits)}")
     settings(opts)  # bad generation numbers fail before tokenization
     splits = list(dict.fromkeys([task.train_split, *task.eval_splits]))
     raw, source = raw_pairs(task, fmt, splits, opts["hub_revision"])

@@ -8,10 +8,14 @@ LoRA / PST GPT-2 code (microsoft/LoRA examples/NLG): "subject : relation : objec
     Annotations come as a list of {source, text} (the json files) or as {source: [...], text: [...]} (hub).
   - WebNLG 2017: the modified tripleset; only lexicalisations with comment == "good" (as LoRA does).
     Files in LoRA's layout {"entries": [{"<id>": {...}}]}; hub rows: modified_triple_sets / lex.
+A row that does not fit its layout is a DataError naming the file and line (rows.convert_rows).
 """
 from __future__ import annotations
 
 import re
+
+from .errors import DataError
+from .rows import convert_rows
 
 MR_SLOT = re.compile(r"\s*([^\[\],]+?)\s*\[([^\]]*)\]\s*(?:,|$)")
 
@@ -34,16 +38,21 @@ def e2e_source(mr: str) -> str:
     return " | ".join(slots)
 
 
-def e2e_pairs(rows: list[dict]) -> list[dict]:
+def e2e_pairs(rows: list[dict], source: str = "") -> list[dict]:
     """CSV rows (mr/MR, ref) or hub rows (meaning_representation, human_reference)."""
     if not rows:
         return []
+    if not isinstance(rows, list) or not isinstance(rows[0], dict):
+        raise DataError(f"{source or 'E2E data'}: expected rows with an 'mr' and a 'ref' column")
     keys = {k.lower(): k for k in rows[0]}
     mr_key = keys.get("mr") or keys.get("meaning_representation")
     ref_key = keys.get("ref") or keys.get("human_reference")
     if mr_key is None or ref_key is None:
-        raise ValueError(f"E2E rows need an 'mr' and a 'ref' column (the MR-only testset.csv has no references); got {list(rows[0])}")
-    return [{"source": e2e_source(r[mr_key]), "target": r[ref_key].strip()} for r in rows]
+        raise DataError(f"{source + ': ' if source else ''}E2E rows need an 'mr' and a 'ref' column "
+                        f"(the MR-only testset.csv has no references); got {list(rows[0])}")
+    return convert_rows(rows, lambda r: {"source": e2e_source(r[mr_key]), "target": r[ref_key].strip()},
+                        "an E2E row: a meaning representation like 'name[The Vaults], eatType[pub]' and a reference text",
+                        source)
 
 
 def _annotations(ann) -> list[str]:
@@ -52,14 +61,18 @@ def _annotations(ann) -> list[str]:
     return [a["text"] for a in ann]
 
 
-def dart_pairs(rows: list[dict]) -> list[dict]:
-    out = []
-    for r in rows:
-        if "tripleset" not in r or "annotations" not in r:
-            raise ValueError(f"DART rows need 'tripleset' and 'annotations'; got {sorted(r)}")
-        source = triples_text([(s, rel.lower(), o) for s, rel, o in r["tripleset"]])
-        out += [{"source": source, "target": t.strip()} for t in _annotations(r["annotations"])]
-    return out
+def _dart_row(r: dict) -> list[dict]:
+    if "tripleset" not in r or "annotations" not in r:
+        raise KeyError(f"DART rows need 'tripleset' and 'annotations'; got {sorted(r)}")
+    source = triples_text([(s, rel.lower(), o) for s, rel, o in r["tripleset"]])
+    return [{"source": source, "target": t.strip()} for t in _annotations(r["annotations"])]
+
+
+def dart_pairs(rows: list[dict], source: str = "") -> list[dict]:
+    if not isinstance(rows, list):
+        raise DataError(f"{source or 'DART data'}: expected a list of rows with 'tripleset' and 'annotations'")
+    expected = "a DART row: 'tripleset' [[subject, relation, object], ...] and 'annotations' [{source, text}, ...]"
+    return [p for pairs in convert_rows(rows, _dart_row, expected, source) for p in pairs]
 
 
 def _webnlg_entry(entry: dict) -> list[dict]:
@@ -76,12 +89,18 @@ def _webnlg_hub_row(row: dict) -> list[dict]:
     return [{"source": source, "target": text.strip()} for text, comment in zip(lex["text"], lex["comment"]) if comment == "good"]
 
 
-def webnlg_pairs(data) -> list[dict]:
-    if isinstance(data, dict) and "entries" in data:
-        return [p for item in data["entries"] for entry in item.values() for p in _webnlg_entry(entry)]
-    if isinstance(data, list) and (not data or "modified_triple_sets" in data[0]):
-        return [p for row in data for p in _webnlg_hub_row(row)]
-    raise ValueError("WebNLG data must be LoRA's json layout {'entries': [{'<id>': {...}}]} or hub rows with modified_triple_sets/lex")
+def webnlg_pairs(data, source: str = "") -> list[dict]:
+    source = str(getattr(data, "path", "") or source)
+    if isinstance(data, dict) and isinstance(data.get("entries"), list):
+        expected = "a WebNLG entry {'<id>': {modifiedtripleset: [{subject, property, object}], lexicalisations: [{lex, comment}]}}"
+        entries = convert_rows(data["entries"], lambda item: [p for e in item.values() for p in _webnlg_entry(e)], expected,
+                               f"{source} entries".strip())
+        return [p for pairs in entries for p in pairs]
+    if isinstance(data, list) and (not data or isinstance(data[0], dict) and "modified_triple_sets" in data[0]):
+        expected = "a WebNLG row with modified_triple_sets.mtriple_set and lex {comment, text}"
+        return [p for pairs in convert_rows(data, _webnlg_hub_row, expected, source) for p in pairs]
+    raise DataError(f"{source + ': ' if source else ''}WebNLG data must be LoRA's json layout "
+                    "{'entries': [{'<id>': {...}}]} or hub rows with modified_triple_sets/lex")
 
 
 PAIRS = {"e2e": e2e_pairs, "dart": dart_pairs, "webnlg": webnlg_pairs}

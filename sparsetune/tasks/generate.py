@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 from transformers import GenerationConfig
 
+from ..errors import ConfigError
+
 
 def settings(opts: dict) -> dict:
     """The generation settings recorded with the metrics (task options of the same names)."""
@@ -15,7 +17,7 @@ def settings(opts: dict) -> dict:
                                 "early_stopping", "eval_batch_size", "stop") if k in opts}
     for key in ("max_new_tokens", "num_beams", "eval_batch_size"):
         if key in out and (not isinstance(out[key], int) or out[key] < 1):
-            raise ValueError(f"task.options.{key}={out[key]!r} must be an integer >= 1")
+            raise ConfigError(f"task.options.{key}={out[key]!r} must be an integer >= 1")
     return out
 
 

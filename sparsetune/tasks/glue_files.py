@@ -1,11 +1,18 @@
 """Reading GLUE in its original distribution layout (<dir>/SST-2/train.tsv, ...), quirks included:
 CoLA has no header, MRPC's header starts with a BOM, labels of RTE/QNLI/MNLI are words, MNLI has
-matched/mismatched dev files, and fields may contain unbalanced quotes (so no CSV quoting)."""
+matched/mismatched dev files, and fields may contain unbalanced quotes (so no CSV quoting).
+A line with too few fields or a label outside the task's set is a DataError naming the file and line; an
+empty label is kept as None (the loader drops and counts such rows, or refuses them)."""
 from __future__ import annotations
 
 import csv
 import sys
 from pathlib import Path
+
+from ..errors import ConfigError
+from .errors import DataError
+from .labels import parse_label
+from .rows import Rows
 
 # task -> (directory, {hub column: tsv column or index}, label column, {label word: id} or None)
 LAYOUT = {
@@ -33,35 +40,45 @@ def task_dir(root: str | Path, glue_task: str) -> Path:
 
 def split_path(root: str | Path, glue_task: str, split: str) -> Path:
     if split not in SPLIT_FILES:
-        raise ValueError(f"GLUE split {split!r} has no file in the original layout; valid: {sorted(SPLIT_FILES)}")
+        raise ConfigError(f"GLUE split {split!r} has no file in the original layout; valid: {sorted(SPLIT_FILES)}")
     return task_dir(root, glue_task) / SPLIT_FILES[split]
 
 
-def read_split(root: str | Path, glue_task: str, split: str, regression: bool) -> list[dict]:
+def read_split(root: str | Path, glue_task: str, split: str, regression: bool, num_labels: int | None = None) -> Rows:
+    """Rows with the hub's column names and the label as a class id / score (None where the line has none)."""
     path = split_path(root, glue_task, split)
     if not path.is_file():
         raise FileNotFoundError(f"task.data_dir: expected {path} (GLUE original layout: <dir>/{LAYOUT[glue_task][0]}/{path.name})")
     _, fields, label_col, label_map = LAYOUT[glue_task]
     csv.field_size_limit(sys.maxsize)
-    with open(path, encoding="utf-8-sig", newline="") as f:  # utf-8-sig drops MRPC's BOM
-        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-    header = None if isinstance(label_col, int) else rows.pop(0)
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:  # utf-8-sig drops MRPC's BOM
+            lines = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    has_header = not isinstance(label_col, int)
+    if has_header and not lines:
+        raise DataError(f"{path}: empty file; expected a header line naming the columns "
+                        f"{[label_col, *fields.values()]}")
+    header = lines[0] if has_header else None
     col = (lambda name: name) if header is None else (lambda name: header.index(name))
     try:
         cols = {k: col(v) for k, v in fields.items()}
         lab = col(label_col)
     except ValueError as e:
-        raise ValueError(f"{path}: unexpected header {header}: {e}") from None
-    out = []
-    for r in rows:
-        if len(r) <= max(list(cols.values()) + [lab]):
-            continue  # truncated lines exist in some GLUE dumps
-        raw = r[lab].strip()
-        if label_map is not None:
-            if raw not in label_map:
-                continue
-            label = label_map[raw]
-        else:
-            label = float(raw) if regression else int(raw)
+        raise DataError(f"{path}:1: unexpected header {header}: {e}") from None
+    width = max([*cols.values(), lab]) + 1
+    expected = f" ({', '.join(header)})" if header else ""
+    out, where = [], []
+    for n, r in enumerate(lines[1:] if has_header else lines, 2 if has_header else 1):
+        if not r:
+            continue  # a blank line holds no row
+        if len(r) < width:
+            raise DataError(f"{path}:{n}: {len(r)} tab-separated field(s); expected at least {width}{expected}")
+        try:
+            label = parse_label(r[lab], regression=regression, num_labels=num_labels, words=label_map)
+        except ValueError as e:
+            raise DataError(f"{path}:{n}: {e}") from None
         out.append({**{k: r[i] for k, i in cols.items()}, "label": label})
-    return out
+        where.append(n)
+    return Rows(out, path, where)

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 from datasets import Dataset
 
+from ..errors import ConfigError
 from ..registry import TASK_LOADERS
 from .base import TaskData
 from .causal_lm import carve_validation, collator_for, first_rows, subset_train, task_options, tokenize_prompt_target, wants_bos
+from .errors import DataError
 from .local_files import hub_splits, local_paths, read_records
+from .rows import require_columns
 
 PROMPT_INPUT = (
     "Below is an instruction that describes a task, paired with an input that provides further context. "
@@ -41,11 +44,13 @@ def alpaca_prompt(instruction: str, input: str | None = "") -> str:
     return PROMPT_NO_INPUT.format(instruction=instruction)
 
 
-def to_pairs(rows) -> Dataset:
-    """Rows with instruction / input / output -> {prompt, target}."""
+def to_pairs(rows, source: str = "") -> Dataset:
+    """Rows with instruction / input / output -> {prompt, target}; a row without them is a DataError naming it."""
     rows = rows.to_list() if isinstance(rows, Dataset) else rows
-    if not isinstance(rows, list) or not rows or not {"instruction", "output"} <= set(rows[0]):
-        raise ValueError("Alpaca data must be a non-empty list of rows with 'instruction', 'output' and optionally 'input'")
+    if not isinstance(rows, list) or not rows:
+        raise DataError(f"{getattr(rows, 'path', source) or 'Alpaca data'}: expected a non-empty list of rows with "
+                        "'instruction', 'output' and optionally 'input'")
+    require_columns(rows, ["instruction", "output"], optional=("input",), source=source)
     return Dataset.from_list([{"prompt": alpaca_prompt(r["instruction"], r.get("input")), "target": r["output"]} for r in rows])
 
 
@@ -55,8 +60,8 @@ def raw_splits(task) -> tuple[dict[str, Dataset], str]:
         return {"train": hub_splits(task.hub_id, task.hub_config, ["train"], "task.data_files={train: alpaca.json}")["train"]}, \
             f"hub {task.hub_id}"
     if task.train_split not in paths:
-        raise ValueError(f"task.data_files / task.data_dir must provide the train split {task.train_split!r} "
-                         f"(data_dir file name: {LAYOUT['train']})")
+        raise ConfigError(f"task.data_files / task.data_dir must provide the train split {task.train_split!r} "
+                          f"(data_dir file name: {LAYOUT['train']})")
     return {split: read_records(p) for split, p in paths.items()}, f"files {({k: str(v) for k, v in paths.items()})}"
 
 
@@ -64,12 +69,12 @@ def raw_splits(task) -> tuple[dict[str, Dataset], str]:
 def load_alpaca(task, tokenizer, seed: int) -> TaskData:
     opts = task_options(task, DEFAULTS)
     if len(task.eval_splits) != 1:
-        raise ValueError(f"task.eval_splits={list(task.eval_splits)}: alpaca has one eval split (a file or carved from train)")
+        raise ConfigError(f"task.eval_splits={list(task.eval_splits)}: alpaca has one eval split (a file or carved from train)")
     raw, source = raw_splits(task)
-    train = to_pairs(raw[task.train_split])
+    train = to_pairs(raw[task.train_split], source)
     eval_name = task.eval_splits[0]
     if eval_name in raw:
-        evals, carved = to_pairs(raw[eval_name]), None
+        evals, carved = to_pairs(raw[eval_name], source), None
     else:
         train, evals = carve_validation(train, opts["val_set_size"], int(opts["split_seed"]))
         carved = {"size": opts["val_set_size"], "seed": opts["split_seed"]}

@@ -1,7 +1,8 @@
 """Where a causal-LM task's raw rows come from: task.data_files, task.data_dir, or the hub (offline-first).
 
 Files are read with the standard library (json / jsonl / csv) so quirks stay visible: csv is read with
-newline="" (quoted fields, CRLF line ends) and utf-8-sig (a BOM in the header is dropped).
+newline="" (quoted fields, CRLF line ends) and utf-8-sig (a BOM in the header is dropped). A file that does
+not parse is a DataError naming the file and line; rows remember their line (rows.Rows) for later checks.
 """
 from __future__ import annotations
 
@@ -12,28 +13,100 @@ from pathlib import Path
 import datasets
 from datasets import Dataset
 
+from ..errors import ConfigError
 from ..hub import require_hub
+from .errors import DataError
+from .rows import Document, Rows
 
 READABLE = (".json", ".jsonl", ".csv", ".parquet")
 
 
-def read_records(path: str | Path) -> list[dict] | dict:
+def read_records(path: str | Path) -> Rows | Document:
     """Rows of a .jsonl / .csv / .parquet file; a .json file's top level as is (a list of rows, or a dict
-    such as WebNLG's {"entries": [...]})."""
+    such as WebNLG's {"entries": [...]}). A .json file holding JSON lines (as datasets' to_json writes
+    them) is read as .jsonl."""
     path = Path(path).expanduser()
     if path.suffix not in READABLE:
-        raise ValueError(f"{path}: {path.suffix!r} files are not supported; use one of {list(READABLE)}")
+        raise ConfigError(f"{path}: {path.suffix!r} files are not supported; use one of {list(READABLE)}")
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist")
-    if path.suffix == ".json":
-        return json.loads(path.read_text(encoding="utf-8-sig"))
-    if path.suffix == ".jsonl":
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
-    if path.suffix == ".csv":
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            return list(csv.DictReader(f))
-    return Dataset.from_parquet(str(path)).to_list()
+    try:
+        if path.suffix == ".parquet":
+            return read_parquet(path)
+        if path.suffix == ".csv":
+            return read_csv(path)
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    return read_json_lines(text, path) if path.suffix == ".jsonl" else read_json(text, path)
+
+
+def read_json(text: str, path: Path) -> Rows | Document:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        if e.msg == "Extra data" and text.lstrip().startswith("{"):
+            return read_json_lines(text, path)
+        raise DataError(f"{path}:{e.lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
+    if isinstance(data, dict):
+        return Document(data, path)
+    if not isinstance(data, list):
+        raise DataError(f"{path}: expected a JSON list of rows (or an object); got {type(data).__name__}")
+    rows = Rows(data, path)
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise DataError(f"{rows.where(i)}: expected a JSON object ({{\"column\": value, ...}}) per row; got {row!r:.60}")
+    return rows
+
+
+def read_json_lines(text: str, path: Path) -> Rows:
+    rows, lines = [], []
+    for n, line in enumerate(text.split("\n"), 1):  # not splitlines(): JSON text may hold a raw U+2028
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{n}: not valid JSON ({e.msg} at column {e.colno}); "
+                            "a .jsonl file holds one JSON object per line") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{n}: expected a JSON object ({{\"column\": value, ...}}) per line; got {row!r:.60}")
+        rows.append(row)
+        lines.append(n)
+    return Rows(rows, path, lines)
+
+
+def read_csv(path: Path) -> Rows:
+    """Rows keyed by the header; a row with more or fewer fields than the header is an error (csv.DictReader
+    would silently pad it with None or file the extras under None)."""
+    rows, lines = [], []
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        try:
+            header = next((r for r in reader if r), None)
+            if header is None:
+                raise DataError(f"{path}: empty file; expected a header line with the column names")
+            start = reader.line_num + 1
+            for fields in reader:
+                if fields:  # blank lines hold no row
+                    if len(fields) != len(header):
+                        raise DataError(f"{path}:{start}: {len(fields)} field(s) where the header has {len(header)} "
+                                        f"({', '.join(header)}); quote fields that contain commas")
+                    rows.append(dict(zip(header, fields)))
+                    lines.append(start)
+                start = reader.line_num + 1
+        except csv.Error as e:
+            raise DataError(f"{path}:{reader.line_num}: not valid CSV ({e})") from None
+    return Rows(rows, path, lines)
+
+
+def read_parquet(path: Path) -> Rows:
+    try:
+        rows = Dataset.from_parquet(str(path)).to_list()
+    except Exception as e:  # pyarrow raises many types for a damaged file; all mean the same to the user
+        first_line = (str(e).strip().splitlines() or [""])[0]
+        raise DataError(f"{path}: not a readable parquet file ({type(e).__name__}: {first_line})") from None
+    return Rows(rows, path, [None] * len(rows))
 
 
 def local_paths(task, layout: dict[str, str]) -> dict[str, Path] | None:
@@ -52,7 +125,7 @@ def require_splits(paths: dict[str, Path], splits: list[str], task, layout: dict
     if missing:
         where = f"task.data_files (it has {sorted(paths)})" if task.data_files else \
             f"task.data_dir={task.data_dir} (expected file names: {dict((s, layout.get(s)) for s in missing)})"
-        raise ValueError(f"task {task.name!r} needs split(s) {missing}; not found in {where}")
+        raise ConfigError(f"task {task.name!r} needs split(s) {missing}; not found in {where}")
 
 
 def hub_splits(hub_id: str, hub_config: str | None, splits: list[str], local_option: str,
@@ -67,5 +140,5 @@ def hub_splits(hub_id: str, hub_config: str | None, splits: list[str], local_opt
         raise
     missing = [s for s in splits if s not in ds]
     if missing:
-        raise ValueError(f"hub dataset {hub_id} has no split(s) {missing}; it has {sorted(ds)}")
+        raise ConfigError(f"hub dataset {hub_id} has no split(s) {missing}; it has {sorted(ds)}")
     return {s: ds[s] for s in splits}

@@ -22,13 +22,16 @@ from __future__ import annotations
 
 from datasets import Dataset
 
+from ..errors import ConfigError
 from ..registry import TASK_LOADERS
 from .base import TaskData
 from .causal_lm import collator_for, first_rows, prompt_ids, subset_train, task_options, tokenize_prompt_target, wants_bos
+from .errors import DataError
 from .generate import generate, settings
 from .instruction import alpaca_prompt
 from .local_files import hub_splits, local_paths, read_records
 from .math_answers import cot_exemplars, cot_prompt, flexible_answer, gold_answer, same_number, strict_answer
+from .rows import Rows, require_columns
 
 GSM8K_HUB = ("openai/gsm8k", "main")
 LAYOUTS = {
@@ -49,35 +52,43 @@ def question_prompt(question: str, style: str) -> str:
         return alpaca_prompt(question)
     if style == "qa":
         return f"Question: {question}\nAnswer:"
-    raise ValueError(f"task.options.train_prompt={style!r}; allowed: alpaca, qa")
+    raise ConfigError(f"task.options.train_prompt={style!r}; allowed: alpaca, qa")
 
 
 def pairs(ds: Dataset, question: str, answer: str, style: str) -> Dataset:
     """Rows -> {prompt, target}; qa answers get the space lm-eval puts after 'Answer:'."""
     missing = {question, answer} - set(ds.column_names)
     if missing:
-        raise ValueError(f"rows need the columns {question!r} and {answer!r}; missing {sorted(missing)} (have {ds.column_names})")
+        raise ConfigError(f"rows need the columns {question!r} and {answer!r}; missing {sorted(missing)} (have {ds.column_names})")
     lead = " " if style == "qa" else ""
     return ds.map(lambda r: {"prompt": question_prompt(r[question], style), "target": lead + r[answer]},
                   remove_columns=ds.column_names, desc="format")
 
 
-def as_dataset(rows) -> Dataset:
-    if isinstance(rows, Dataset):
-        return rows
-    if not isinstance(rows, list) or not rows:
-        raise ValueError("expected a non-empty list of rows (a .jsonl file or a .json list)")
+def local_rows(path, columns: tuple[str, str], gsm8k_answers: bool) -> Dataset:
+    """A local split as a Dataset; every row is checked first, so a bad one is named by file and line."""
+    rows = read_records(path)
+    if not isinstance(rows, Rows) or not rows:
+        raise DataError(f"{path}: expected a non-empty list of rows (a .jsonl file or a .json list) with the columns {list(columns)}")
+    require_columns(rows, list(columns))
+    for i, row in enumerate(rows if gsm8k_answers else ()):
+        try:
+            gold_answer(row["answer"])
+        except ValueError as e:
+            raise DataError(f"{rows.where(i)}: {e}") from None
     return Dataset.from_list(rows)
 
 
-def load_splits(task, hubs: dict[str, tuple[str, str | None, str]]) -> tuple[dict[str, Dataset], dict[str, str]]:
+def load_splits(task, hubs: dict[str, tuple[str, str | None, str]], train_cols: tuple[str, str]
+                ) -> tuple[dict[str, Dataset], dict[str, str]]:
     """Each split from its local file when one is given, else from (hub id, config, hub split)."""
     layout = LAYOUTS[task.loader]
     paths = local_paths(task, layout) or {}
     out, where = {}, {}
     for split, (hub_id, config, hub_split) in hubs.items():
         if split in paths:
-            out[split], where[split] = as_dataset(read_records(paths[split])), str(paths[split])
+            columns = train_cols if split == "train" else ("question", "answer")
+            out[split], where[split] = local_rows(paths[split], columns, split == "test"), str(paths[split])
         else:
             local = f"task.data_files.{split} (or task.data_dir/{layout[split]})"
             out[split] = hub_splits(hub_id, config, [hub_split], local)[hub_split]
@@ -89,7 +100,7 @@ def gsm8k_evaluator(rows: list[dict], opts: dict, bos: bool):
     """extras evaluator: greedy generation + strict / flexible exact match on GSM8K rows."""
     style = opts["eval_prompt"]
     if style not in ("train", "cot"):
-        raise ValueError(f"task.options.eval_prompt={style!r}; allowed: train, cot")
+        raise ConfigError(f"task.options.eval_prompt={style!r}; allowed: train, cot")
     shots = cot_exemplars(int(opts["num_fewshot"])) if style == "cot" else []
     stop = list(opts["stop"]) if opts["stop"] is not None else STOPS["cot" if style == "cot" else opts["train_prompt"]]
     gen = settings({**opts, "num_beams": 1, "stop": stop})
@@ -137,15 +148,15 @@ def build(task, tokenizer, seed: int, train: Dataset, train_cols: tuple[str, str
 
 def check_splits(task) -> None:
     if task.train_split != "train" or list(task.eval_splits) != ["test"]:
-        raise ValueError(f"task {task.name!r} uses train_split=train and eval_splits=[test] (GSM8K test); "
-                         f"got {task.train_split!r} and {list(task.eval_splits)}")
+        raise ConfigError(f"task {task.name!r} uses train_split=train and eval_splits=[test] (GSM8K test); "
+                          f"got {task.train_split!r} and {list(task.eval_splits)}")
 
 
 @TASK_LOADERS.register("gsm8k")
 def load_gsm8k(task, tokenizer, seed: int) -> TaskData:
     opts = task_options(task, DEFAULTS)
     check_splits(task)
-    raw, source = load_splits(task, {s: (task.hub_id, task.hub_config, s) for s in ("train", "test")})
+    raw, source = load_splits(task, {s: (task.hub_id, task.hub_config, s) for s in ("train", "test")}, ("question", "answer"))
     return build(task, tokenizer, seed, raw["train"], ("question", "answer"), raw["test"], source, opts)
 
 
@@ -153,5 +164,6 @@ def load_gsm8k(task, tokenizer, seed: int) -> TaskData:
 def load_metamathqa(task, tokenizer, seed: int) -> TaskData:
     opts = task_options(task, {**DEFAULTS, "train_subset": "first"})
     check_splits(task)
-    raw, source = load_splits(task, {"train": (task.hub_id, task.hub_config, "train"), "test": (*GSM8K_HUB, "test")})
+    raw, source = load_splits(task, {"train": (task.hub_id, task.hub_config, "train"), "test": (*GSM8K_HUB, "test")},
+                              ("query", "response"))
     return build(task, tokenizer, seed, raw["train"], ("query", "response"), raw["test"], source, opts)

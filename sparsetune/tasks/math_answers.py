@@ -15,6 +15,8 @@ import re
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from ..errors import ConfigError
+
 NUMBER = r"-?\$?\d[\d,]*(?:\.\d+)?"
 STRICT = [re.compile(r"####\s*(" + NUMBER + ")"), re.compile(r"[Tt]he answer is:?\s*(" + NUMBER + ")")]
 ANY_NUMBER = re.compile(NUMBER)
@@ -63,11 +65,11 @@ def cot_exemplars(n: int) -> list[dict]:
 
     spec = importlib.util.find_spec("lm_eval")
     if spec is None or not spec.submodule_search_locations:
-        raise ValueError("task.options.eval_prompt=cot needs lm-eval installed (its gsm8k-cot.yaml); or use eval_prompt=train")
+        raise ConfigError("task.options.eval_prompt=cot needs lm-eval installed (its gsm8k-cot.yaml); or use eval_prompt=train")
     path = Path(list(spec.submodule_search_locations)[0]) / "tasks" / "gsm8k" / "gsm8k-cot.yaml"
     samples = yaml.safe_load(path.read_text())["fewshot_config"]["samples"]
     if not 0 <= n <= len(samples):
-        raise ValueError(f"task.options.num_fewshot={n}: must be in [0, {len(samples)}] for the cot prompt")
+        raise ConfigError(f"task.options.num_fewshot={n}: must be in [0, {len(samples)}] for the cot prompt")
     return samples[:n]
 
 
