@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from omegaconf import DictConfig
+from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from .run_dir import disk_full, no_space
@@ -94,6 +95,10 @@ class CheckpointingTrainer(MethodTrainer):
             super()._save_checkpoint(model, trial)
             if self._method_state is not None:
                 (staging / name / METHOD_STATE).write_text(json.dumps(self._method_state()))
+            best = self.state.best_model_checkpoint
+            if best and Path(best).parent == staging:  # Trainer named the best by where it saved it: the staging dir
+                self.state.best_model_checkpoint = str(root / Path(best).name)
+                self.state.save_to_json(str(staging / name / TRAINER_STATE_NAME))
             final = root / name
             if final.exists():  # the same step saved again: keep the old copy until the new one is in place
                 os.replace(final, staging / f"old-{name}")

@@ -29,7 +29,8 @@ from .methods.base import MethodContext, count_params
 from .progress import Progress
 from .registry import TASK_LOADERS
 from .run_names import fresh_run_dir
-from .training import FreshStorageOnResume, eval_at_start, TimingCallback, total_steps, train_loss_history, training_args
+from .training import (FreshStorageOnResume, TimingCallback, eval_at_start, selection_metric, total_steps, train_loss_history,
+                       training_args)
 
 log = logging.getLogger("sparsetune")
 
@@ -163,15 +164,21 @@ def train_and_export(cfg: DictConfig, method, run_dir: Path, extra_callbacks: li
     if resume_from:
         method.restore_checkpoint_state(read_method_state(resume_from) or {})
     timing = TimingCallback()
-    callbacks = [*method.callbacks(), timing, progress, DivergenceGuard(), *extra_callbacks] + \
+    method_callbacks = method.callbacks()
+    callbacks = [*method_callbacks, timing, progress, DivergenceGuard(), *extra_callbacks] + \
         ([FreshStorageOnResume()] if resume_from else [])
     first_eval = next(iter(data.eval.values()))
     trainer = CheckpointingTrainer(
-        model=model, args=training_args(cfg, str(ckpt_dir), steps), train_dataset=data.train, eval_dataset=data.eval,
+        model=model, args=training_args(cfg, str(ckpt_dir), steps, list(data.eval)), train_dataset=data.train, eval_dataset=data.eval,
         data_collator=data.collator, processing_class=tok, compute_metrics=data.compute_metrics,
         callbacks=callbacks, param_groups=method.optimizer_groups(model), method_state=method.checkpoint_state,
+        best_eligible=method.in_final_phase if cfg.train.select == "best" else None,
     )
-    trainer.train(resume_from_checkpoint=resume_from)
+    if steps == 0:  # evaluate only (train.max_steps=0): the applied method's model as it is, e.g. pruned, not retrained
+        for cb in method_callbacks:  # what the method does when training ends (final masks, LoRA* re-masking)
+            cb.on_train_end(trainer.args, trainer.state, trainer.control, model=trainer.model)
+    else:
+        trainer.train(resume_from_checkpoint=resume_from)
     final_loss, loss_log = train_loss_history(trainer)
     step = trainer.state.global_step
 
@@ -196,11 +203,23 @@ def train_and_export(cfg: DictConfig, method, run_dir: Path, extra_callbacks: li
     return {
         "metrics": metrics, "params": params, "sparsity": sparsity, "method": method.record(), "export": export,
         "model": model_info, "data": {**data.info, "seed": cfg.seed},
+        "evaluate_only": steps == 0, "selection": selection_record(cfg, trainer, data),
         "timing": {"train_seconds": timing.train_seconds, "steps": step, "steps_this_process": timing.steps,
                    "seconds_per_step": timing.train_seconds / max(timing.steps, 1), "method_apply_seconds": apply_seconds,
                    "resumed_from": resume_from},
         "memory": records.memory_record(), "train_log": loss_log[-20:],
     }
+
+
+def selection_record(cfg: DictConfig, trainer, data) -> dict:
+    """Which model was exported: the last, or the best dev checkpoint of the final phase (train.select=best)."""
+    if cfg.train.select != "best":
+        return {"rule": "last"}
+    st = trainer.state
+    return {"rule": "best", "metric": selection_metric(cfg, list(data.eval)), "among": "evaluations of the final phase "
+            "(scheduled sparsity at its target)", "best_step": st.best_global_step, "best_metric": st.best_metric,
+            "checkpoint": st.best_model_checkpoint,
+            "note": None if st.best_model_checkpoint else "no evaluation in the final phase: the last model was exported"}
 
 
 def export_model(merged, tok, cfg: DictConfig, run_dir: Path, probe: dict) -> dict:

@@ -149,9 +149,33 @@ def config_changes(recorded: dict, now: dict) -> list[dict]:
     out = []
     for key in sorted(set(old) | set(new)):
         if old.get(key, _ABSENT) != new.get(key, _ABSENT):
+            neutral = any(key == p or key.startswith(p + ".") for p in RESULT_NEUTRAL)
+            # a key the schema gained after the run was recorded, at its default: the old behaviour, no change
+            added_at_default = key not in old and new[key] == schema_default(key, now)
             out.append({"key": key, "recorded": old.get(key), "now": new.get(key),
-                        "alters_result": not any(key == p or key.startswith(p + ".") for p in RESULT_NEUTRAL)})
+                        "alters_result": not (neutral or added_at_default)})
     return out
+
+
+def schema_default(key: str, config: dict):
+    """The schema's default of a dotted config key (e.g. train.select), or _ABSENT."""
+    from dataclasses import MISSING, fields
+
+    from .method_schemas import METHOD_SCHEMAS
+    from .validate import GROUP_SCHEMAS
+
+    group, _, rest = key.partition(".")
+    schema = METHOD_SCHEMAS.get(str(config.get("method", {}).get("name"))) if group == "method" else GROUP_SCHEMAS.get(group)
+    for part in rest.split(".") if rest else ():
+        field = next((f for f in fields(schema) if f.name == part), None) if schema else None
+        if field is None:
+            return _ABSENT
+        if field.default is not MISSING:
+            return field.default
+        schema = field.default_factory if isinstance(field.default_factory, type) else None
+        if schema is None:
+            return field.default_factory() if field.default_factory is not MISSING else _ABSENT
+    return _ABSENT
 
 
 _ABSENT = object()

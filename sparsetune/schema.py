@@ -96,7 +96,7 @@ class SalienceConfig:
 @dataclass
 class TrainConfig:
     epochs: float = 3
-    max_steps: int = -1  # > 0 overrides epochs; -1 = train for `epochs`
+    max_steps: int = -1  # > 0 overrides epochs; -1 = train for `epochs`; 0 = evaluate only (apply, evaluate, export)
     batch_size: int = 32
     eval_batch_size: int = 64
     grad_accum: int = 1
@@ -114,6 +114,9 @@ class TrainConfig:
     save_steps: int = 500
     save_total_limit: Optional[int] = 2
     logging_steps: int = 10
+    # last = export the final model | best = the checkpoint of the best dev score (task.main_metric) among the
+    # evaluations of the final phase, where a scheduled sparsity has reached its target (the PST reference's rule)
+    select: str = "last"
 
 
 @dataclass

@@ -17,18 +17,18 @@ from .train_logging import BarOnlyProgress, LogLines
 
 def total_steps(cfg: DictConfig, num_train: int) -> int:
     t = cfg.train
-    if t.max_steps and t.max_steps > 0:
+    if t.max_steps >= 0:  # 0 = evaluate only
         return int(t.max_steps)
     per_epoch = max(math.ceil(num_train / t.batch_size) // t.grad_accum, 1)
     return int(per_epoch * t.epochs)
 
 
-def training_args(cfg: DictConfig, output_dir: str, steps: int) -> TrainingArguments:
+def training_args(cfg: DictConfig, output_dir: str, steps: int, eval_splits: list[str] = ("validation",)) -> TrainingArguments:
     t, hw = cfg.train, cfg.hardware
     precision = hw.precision if hw.device != "cpu" else "fp32"
     report = {"wandb": ["wandb"], "tensorboard": ["tensorboard"]}.get(cfg.logger.name, "none")
-    eval_strategy = t.eval_strategy if cfg.task.kind != "causal_lm" or t.eval_strategy == "no" else t.eval_strategy
     return TrainingArguments(
+        **selection_args(cfg, list(eval_splits)),
         output_dir=output_dir,
         per_device_train_batch_size=t.batch_size,
         per_device_eval_batch_size=t.eval_batch_size,
@@ -41,11 +41,9 @@ def training_args(cfg: DictConfig, output_dir: str, steps: int) -> TrainingArgum
         warmup_steps=int(t.warmup_steps) if t.warmup_steps > 0 else int(round(t.warmup_ratio * steps)),
         label_smoothing_factor=t.label_smoothing,
         max_steps=steps,
-        eval_strategy=eval_strategy,
+        eval_strategy=t.eval_strategy,
         eval_steps=t.eval_steps,
         eval_on_start=t.eval_on_start,
-        save_strategy="steps",
-        save_steps=t.save_steps,
         save_total_limit=t.save_total_limit,
         logging_steps=t.logging_steps,
         logging_first_step=True,
@@ -64,6 +62,23 @@ def training_args(cfg: DictConfig, output_dir: str, steps: int) -> TrainingArgum
     )
 
 
+def selection_metric(cfg: DictConfig, eval_splits: list[str]) -> str:
+    """The Trainer's name of the dev score that train.select=best maximises: task.main_metric on the first
+    eval split (run() always passes the Trainer a dict of eval splits, so the split names the metric)."""
+    return f"eval_{eval_splits[0]}_{cfg.task.main_metric}"
+
+
+def selection_args(cfg: DictConfig, eval_splits: list[str]) -> dict:
+    """Checkpointing arguments: with select=best, a checkpoint at every evaluation (the Trainer keeps the best
+    and loads it at the end); otherwise every train.save_steps."""
+    t = cfg.train
+    if t.select != "best":
+        return {"save_strategy": "steps", "save_steps": t.save_steps}
+    metric = selection_metric(cfg, eval_splits)
+    return {"save_strategy": t.eval_strategy, "save_steps": t.eval_steps or t.save_steps, "load_best_model_at_end": True,
+            "metric_for_best_model": metric, "greater_is_better": "loss" not in metric}
+
+
 def loss_uses_num_items(model) -> bool:
     """Whether the model's own loss divides by Trainer's `num_items_in_batch` (token-weighted over all
     accumulated micro-batches): HF's ForCausalLMLoss does. Sequence-classification and regression heads
@@ -76,8 +91,9 @@ class MethodTrainer(Trainer):
     """Trainer whose optimizer takes the method's parameter groups (e.g. MvP's score learning rate), whose
     loss does not depend on how a batch is split into accumulation steps, and whose logs go to the log file."""
 
-    def __init__(self, *a, param_groups=None, **kw):
+    def __init__(self, *a, param_groups=None, best_eligible=None, **kw):
         self._method_groups = param_groups
+        self._best_eligible = best_eligible  # step -> whether an evaluation there may become the selected best
         super().__init__(*a, **kw)
         # Trainer takes any forward with **kwargs to normalise by num_items_in_batch and then skips dividing
         # by the accumulation steps; for plain-mean heads that sums the micro-batch means (loss x grad_accum)
@@ -100,6 +116,12 @@ class MethodTrainer(Trainer):
             if isinstance(cb, ProgressCallback) and cb.training_bar is not None:
                 cb.training_bar.close()
                 cb.training_bar = None
+
+    def _determine_best_metric(self, metrics, trial) -> bool:
+        # train.select=best: evaluations before the final phase (sparsity still ramping) never count
+        if self._best_eligible is not None and not self._best_eligible(self.state.global_step):
+            return False
+        return super()._determine_best_metric(metrics, trial)
 
     def create_optimizer(self, model=None):
         if self._method_groups is None or self.optimizer is not None:

@@ -26,6 +26,7 @@ CHOICES = {
     "hardware.device": ("cpu", "cuda"),
     "hardware.precision": ("fp32", "bf16", "fp16"),
     "train.eval_strategy": ("epoch", "steps", "no"),
+    "train.select": ("last", "best"),
     "model.source": ("hub", "embedded", "tiny"),
     "model.dtype": ("auto", "fp32", "bf16", "fp16"),
     "task.missing_labels": ("drop", "error"),
@@ -88,8 +89,9 @@ def _train_errors(cfg: DictConfig) -> list[str]:
                 "train.lr": t.lr, "train.save_steps": t.save_steps, "train.logging_steps": t.logging_steps,
                 "task.max_length": cfg.task.max_length}
     errors += [f"{k}={v} must be > 0" for k, v in positive.items() if v is None or v <= 0]
-    if t.max_steps is None or (t.max_steps <= 0 and t.max_steps != -1):
-        errors.append(f"train.max_steps={t.max_steps} must be a positive step count, or -1 to train for train.epochs")
+    if t.max_steps is None or t.max_steps < -1:
+        errors.append(f"train.max_steps={t.max_steps} must be a step count (0 = evaluate only, no training), "
+                      "or -1 to train for train.epochs")
     elif t.max_steps == -1 and (not t.epochs or t.epochs <= 0):
         errors.append(f"train.epochs={t.epochs} must be > 0 (or set train.max_steps > 0)")
     if not (0.0 <= t.warmup_ratio < 1.0):
@@ -103,6 +105,8 @@ def _train_errors(cfg: DictConfig) -> list[str]:
                       f"train.adam_epsilon={t.adam_epsilon} > 0")
     if t.eval_strategy == "steps" and not t.eval_steps:
         errors.append("train.eval_strategy=steps needs train.eval_steps > 0")
+    if t.select == "best" and t.eval_strategy == "no":
+        errors.append("train.select=best picks among dev evaluations: set train.eval_strategy=epoch or steps")
     if t.save_total_limit is not None and t.save_total_limit < 1:
         errors.append(f"train.save_total_limit={t.save_total_limit} must be >= 1 or null (keep all)")
     return errors

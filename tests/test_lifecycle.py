@@ -252,3 +252,13 @@ def test_a_non_finite_merged_model_is_diverged_before_evaluation_and_export(tiny
     rec = strict_json(d / "results.json")
     assert rec["status"] == "diverged" and rec["diverged_at_step"] == 8 and rec["phase"] == "evaluating"
     assert "metrics" not in rec and not (d / "model").exists()
+
+
+def test_resume_accepts_keys_the_schema_gained_since_the_record_at_their_defaults():
+    from sparsetune.run_dir import config_changes
+
+    recorded = {"train": {"lr": 1e-3}, "method": {"name": "spp"}}
+    now = {"train": {"lr": 1e-3, "select": "last", "warmup_steps": 5}, "method": {"name": "spp", "zero_init": "alpha",
+                                                                                  "use_beta": True}}
+    altering = {c["key"] for c in config_changes(recorded, now) if c["alters_result"]}
+    assert altering == {"train.warmup_steps", "method.zero_init"}  # new keys away from their defaults still count

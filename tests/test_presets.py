@@ -29,5 +29,6 @@ def test_speft_preset_composes_with_the_low_rank_baselines_at_equal_count(tmp_pa
 def test_pst_presets_follow_the_reference_recipe():
     glue = compose_cfg(["experiment=pst-glue-bert"])
     assert glue.train.max_grad_norm == 0.0  # the reference does not clip
+    assert glue.train.select == "best" and glue.train.eval_strategy == "epoch"  # best dev epoch of the final phase
     e2e = compose_cfg(["experiment=pst-e2e-gpt2"])
     assert (e2e.train.label_smoothing, e2e.train.warmup_steps, e2e.train.max_grad_norm) == (0.1, 500, 0.0)

@@ -89,6 +89,20 @@ def test_three_seeds_of_one_setting_are_one_row_with_n3(tmp_path, capsys):
     assert out.count("(n=") == 1
 
 
+def test_shared_sparsity_a_dense_method_ignored_does_not_split_its_row(tmp_path, capsys):
+    # the README sweep: method=full,magnitude method.sparsity=0.5,0.9 -> full runs twice per seed, identically
+    recs = []
+    for sparsity in (0.5, 0.9):
+        for seed, v in zip((1, 2), (0.80, 0.84)):
+            full = record(method="full", seed=seed, value=v, method__sparsity=sparsity)
+            full["method"] = {"sparsity_note": f"method.sparsity={sparsity} is not applicable to method=full"}
+            recs += [full, record(method="magnitude", seed=seed, value=v - 0.1, method__sparsity=sparsity)]
+    code, out = out_of(capsys, tmp_path, recs)
+    assert code == 0
+    assert out.count("82.00 ± 2.83 (n=2)") == 1  # one full row, each seed once
+    assert out.count("(n=2)") == 3  # and magnitude at 0.5 and at 0.9
+
+
 def test_failed_run_is_listed_not_averaged(tmp_path, capsys):
     recs = [record(seed=1, value=0.8), record(seed=2, value=0.9), record(seed=3, status="diverged"),
             record(seed=4, status="running")]

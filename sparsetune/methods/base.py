@@ -64,6 +64,11 @@ class Method:
         self.layers = {}
         return model
 
+    def in_final_phase(self, step: int) -> bool:
+        """Whether the model evaluated after `step` optimizer steps has the method's final form (train.select=best
+        picks only among those); scheduled sparsity methods wait for the target sparsity."""
+        return True
+
     def target_sparsity(self) -> float:
         return float(self.mcfg.get("sparsity", 0.0) or 0.0)
 

@@ -25,6 +25,10 @@ class ScheduledMaskMethod(Method):
     def scheduled(self, step: int) -> float:
         return sparsity_at(self.cfg.mask_schedule, step, self.total_steps, self.target_sparsity())
 
+    def in_final_phase(self, step: int) -> bool:
+        # the evaluation after `step` steps used the mask set before the last of them, at scheduled(step - 1)
+        return self.scheduled(max(step - 1, 0)) >= self.target_sparsity() - 1e-9
+
     def scores(self, layer) -> torch.Tensor:
         """The importance to rank (out x in); may be a view of a workspace that the next call overwrites."""
         raise NotImplementedError

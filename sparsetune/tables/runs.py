@@ -88,6 +88,8 @@ def make_run(path: Path, record: dict) -> Run:
         record = {**record, "config": legacy_config(record)}
     cfg = record["config"]
     flat = {k: v for k, v in flatten(cfg).items() if not is_bookkeeping(k)}
+    if (record.get("method") or {}).get("sparsity_note"):  # a method that prunes nothing ignored method.sparsity
+        flat.pop("method.sparsity", None)
     task = (cfg.get("task") or {}).get("name")
     seed = cfg.get("seed", (record.get("env") or {}).get("seed"))
     return Run(path=path, record=record, settings=flat, seed=seed, task=task, mtime=path.stat().st_mtime)
