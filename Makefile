@@ -56,6 +56,20 @@ LLM ?= smollm2-135m
 table-spp-ppl: setup  # SPP / Wanda: WikiText-2 perplexity after one-shot pruning (no training)
 	$(OFFLINE) $(PY) scripts/prune_ppl.py --model $(LLM) --data $(DATA) --out outputs/table-spp-ppl
 
+# ---- one target per paper table / figure: the whole grid, then the table beside the published numbers --------
+# SCALE=cpu (default): the offline miniature (MiniLM-L6 / SmolLM2-135M, DATA subsets, ~1 h on 2 cores);
+# SCALE=paper: the paper's models, data, epochs and hardware=gpu. Grids: sparsetune/tables/grids.py.
+SCALE ?= cpu
+JOBS ?= 2
+PAPER_TABLES := pst-table2 pst-table3 pst-table4 pst-table5 pst-figure3 speft-table1 speft-table4 \
+	spp-table2 spp-table3 spp-table4 spp-table5 spp-table6 spp-table7 spp-table8
+.PHONY: $(PAPER_TABLES) tables-list reproduction-report
+$(PAPER_TABLES): setup
+	$(OFFLINE) $(PY) scripts/reproduce.py $@ --scale $(SCALE) --data $(DATA) --jobs $(JOBS)
+
+tables-list: setup  # every table target with its job counts and paper-scale cost
+	$(PY) scripts/reproduce.py --list
+
 bench: setup  # step time / peak memory ratios against LoRA and full FT (BERT-base shape)
 	$(OFFLINE) $(PY) benchmarks/bench_step.py
 

@@ -1,0 +1,184 @@
+"""Each paper table's grid at two scales: `paper` (the paper's models, data, epochs, lr grids, seeds,
+hardware=gpu) and `cpu` (a faithful miniature that runs offline on 2 cores in about an hour: the embedded
+MiniLM-L6 / SmolLM2-135M, ../shared/data subsets, fewer tasks, one seed; `note` says what was shrunk).
+
+A grid is `common` settings plus run blocks; every value list in a block is crossed with the others, with
+`tasks` and with `seeds`. `{data}` stands for the data root (make ... DATA=...). `select_best` is passed to
+the table builder (the papers pick the best point of an lr search on dev).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Grid:
+    common: dict
+    runs: list[dict]
+    tasks: tuple = ()
+    seeds: tuple = (42,)
+    select_best: str | None = None
+    note: str = ""
+
+
+@dataclass
+class PaperTable:
+    title: str
+    paper: str | None  # the published numbers' spec (scripts/make_table.py --paper)
+    paper_scale: Grid | None
+    cpu: Grid | None
+    cost: str  # paper-scale cost, for the README
+    missing: str = ""  # why a scale has no grid
+    figure: bool = False
+    extras: dict = field(default_factory=dict)
+
+
+GLUE_CPU = ("glue/sst2", "glue/mrpc", "glue/rte", "glue/stsb", "glue/cola")
+GLUE_ALL = ("glue/mnli", "glue/qqp", "glue/qnli", "glue/sst2", "glue/cola", "glue/stsb", "glue/mrpc", "glue/rte")
+SPEFT_GLUE = ("glue/mnli", "glue/mrpc", "glue/qnli", "glue/qqp", "glue/sst2", "glue/stsb")
+SPEFT_TABLE1_MODELS = ["speft-glue-opt350m", "speft-glue-bert"]
+SALIENCES = ["magnitude", "gradient", "snip", "force", "taylor_fo", "synflow", "grasp", "fisher"]
+
+# MiniLM-L6 on GLUE subsets: 2,000 training examples, 3 epochs, dev capped at 1,000, best dev epoch of the
+# final phase as the PST reference, no clipping
+PST_CPU = {"model": "minilm-l6", "task.data_dir": "{data}/glue", "task.max_train_samples": 2000,
+           "task.max_eval_samples": 1000, "train.epochs": 3, "train.batch_size": 32, "train.lr": 1.0e-4,
+           "train.max_grad_norm": 0.0, "train.select": "best", "mask_schedule.warmup": 0.1, "mask_schedule.cooldown": 0.3}
+PST_PAPER_BERT = {"experiment": "pst-glue-bert", "task.data_dir": "{data}/glue"}
+SPEFT_CPU = {"model": "minilm-l6", "task.data_dir": "{data}/glue", "task.max_train_samples": 2000,
+             "task.max_eval_samples": 1000, "train.epochs": 3, "train.batch_size": 32, "train.lr": 5.0e-4,
+             "method.target_modules": "[query,value]", "salience.num_batches": 64, "salience.batch_size": 16}
+# SmolLM2-135M: one-shot pruning calibrated on 32 x 256 Alpaca tokens, SPP/LoRA* on the 100-row Alpaca file,
+# zero-shot lm-eval on 100 documents per task and WikiText-2 perplexity on 16 chunks of 512 tokens
+SPP_CPU = {"experiment": "spp-smollm2-cpu", "task.data_files": "{{train: {data}/alpaca/alpaca_tiny.json}}",
+           "eval": "llm", "eval.tasks": "[boolq,rte,winogrande,arc_easy,arc_challenge,openbookqa]",
+           "eval.data_dir": "{data}", "eval.limit": 100, "eval.perplexity.data_file": "{data}/wikitext-2-raw/test.hf_rows.txt",
+           "eval.perplexity.seqlen": 512, "eval.perplexity.max_chunks": 16}
+SPP_PAPER = {"experiment": "spp-alpaca-llama7b", "eval.data_dir": "{data}"}
+PRUNED_ONLY = {"train.max_steps": 0}
+
+
+def _pruner_grid(common: dict, patterns: list[dict], variants: list[dict], models=None, note="") -> Grid:
+    runs = [{**({"model": models} if models else {}), "method": "spp", "salience": ["wanda", "sparsegpt"], **p, **v}
+            for p in patterns for v in variants]
+    dense = {**({"model": models} if models else {}), "method": "full", "train.max_steps": 0}
+    return Grid(common, [dense, *runs], note=note)
+
+
+UNSTRUCTURED_50 = {"method.pattern": "unstructured", "method.sparsity": 0.5}
+TWO_FOUR = {"method.pattern": "2:4", "method.sparsity": None}
+SEVENTY_FIVE = [{"method.pattern": "unstructured", "method.sparsity": 0.75}, {"method.pattern": "2:8", "method.sparsity": None}]
+LLAMA = ["llama-7b"]  # 13B/30B/65B have no model config yet (see the table's note)
+
+TABLES: dict[str, PaperTable] = {
+    "pst-table2": PaperTable(
+        "GLUE dev, full FT / MaP / MvP / PST at 50 % and 90 %", "pst-table2",
+        Grid(PST_PAPER_BERT, [{"method": "full"}, {"method": ["magnitude", "movement", "pst"], "method.sparsity": [0.5, 0.9]}],
+             GLUE_ALL, seeds=(43,), select_best=None,
+             note="BERT-base, the reference README's settings (lr 3e-5, 20 epochs); the paper searched lr and epochs"),
+        Grid(PST_CPU, [{"method": "full"}, {"method": ["magnitude", "movement", "pst"], "method.sparsity": [0.5, 0.9]}],
+             GLUE_CPU, note="MiniLM-L6 for BERT-base; 5 GLUE tasks (no MNLI/QQP/QNLI training data offline); 2,000 "
+                            "training examples, 3 epochs, lr 1e-4, one seed"),
+        cost="8 tasks x 7 rows, BERT-base 20 epochs: ~250 GPU-hours (MNLI/QQP dominate)"),
+    "pst-table4": PaperTable(
+        "PST 90 %, ranks r1 x r2 (MRPC, SST-2)", "pst-table4",
+        Grid(PST_PAPER_BERT, [{"method": "pst", "method.sparsity": 0.9, "method.r1": [4, 8, 16], "method.r2": [4, 8, 16]}],
+             ("glue/mrpc", "glue/sst2"), seeds=(43,)),
+        Grid(PST_CPU, [{"method": "pst", "method.sparsity": 0.9, "method.r1": [4, 8, 16], "method.r2": [4, 8, 16]}],
+             ("glue/mrpc", "glue/sst2"), note="MiniLM-L6, 2,000 training examples, 3 epochs"),
+        cost="9 rank pairs x 2 tasks, BERT-base: ~40 GPU-hours"),
+    "pst-table5": PaperTable(
+        "PST 90 %, importance-score ablation", "pst-table5",
+        Grid(PST_PAPER_BERT, [{"method": ["pst", "pst-ablation-magnitude", "pst-ablation-lowrank", "pst-ablation-structured",
+                                          "pst-ablation-magnitude-lowrank", "pst-ablation-magnitude-structured",
+                                          "pst-ablation-lowrank-structured"], "method.sparsity": 0.9}],
+             GLUE_ALL, seeds=(43,)),
+        Grid(PST_CPU, [{"method": ["pst", "pst-ablation-magnitude", "pst-ablation-lowrank", "pst-ablation-structured",
+                                   "pst-ablation-magnitude-lowrank", "pst-ablation-magnitude-structured",
+                                   "pst-ablation-lowrank-structured"], "method.sparsity": 0.9}],
+             ("glue/sst2", "glue/mrpc", "glue/rte"), note="MiniLM-L6, 3 tasks, 2,000 training examples, 3 epochs"),
+        cost="7 score variants x 8 tasks, BERT-base: ~250 GPU-hours"),
+    "pst-figure3": PaperTable(
+        "accuracy vs sparsity, MaP / MvP / PST", None,
+        Grid(PST_PAPER_BERT, [{"method": ["magnitude", "movement", "pst"], "method.sparsity": [0.5, 0.6, 0.7, 0.8, 0.9, 0.95]}],
+             ("glue/mrpc", "glue/sst2"), seeds=(43,)),
+        Grid(PST_CPU, [{"method": ["magnitude", "movement", "pst"], "method.sparsity": [0.5, 0.7, 0.9, 0.95]}],
+             ("glue/sst2", "glue/mrpc"), note="MiniLM-L6, 4 sparsities, 2,000 training examples, 3 epochs"),
+        cost="18 runs x 2 tasks, BERT-base: ~60 GPU-hours", figure=True),
+    "pst-table3": PaperTable(
+        "GPT-2 medium on E2E / DART / WebNLG at 90 %", "pst-table3",
+        Grid({"experiment": "pst-e2e-gpt2"}, [{"method": "full"}, {"method": ["magnitude", "movement", "pst"], "method.sparsity": 0.9}],
+             ("e2e", "dart", "webnlg"), seeds=(43,)),
+        None, cost="4 rows x 3 datasets, GPT-2 medium 5 epochs: ~100 GPU-hours",
+        missing="no GPT-2 weights offline, and the official NLG metrics (METEOR, CIDEr, TER 0-1) are issue #12"),
+    "speft-table1": PaperTable(
+        "GLUE dev, 8 salience metrics vs LoRA / PiSSA at equal budget", "speft-table1",
+        Grid({"task.data_dir": "{data}/glue", "salience.num_batches": 64, "salience.batch_size": 16},
+             [{"experiment": SPEFT_TABLE1_MODELS, "method": "speft", "salience": SALIENCES},
+              {"experiment": SPEFT_TABLE1_MODELS, "method": ["lora", "pissa"]}], SPEFT_GLUE,
+             seeds=(42, 43, 44), select_best="lr",
+             note="run once per lr of the paper's grid (5e-4 ... 5e-5) with train.lr=...; --select-best lr picks"),
+        Grid(SPEFT_CPU, [{"method": "speft", "salience": SALIENCES}, {"method": ["lora", "pissa"]}],
+             ("glue/sst2", "glue/mrpc", "glue/rte", "glue/stsb"),
+             note="MiniLM-L6 (q, v at LoRA r=8's count, 0.53 % of MiniLM), 4 tasks, 2,000 training examples, 3 epochs, "
+                  "lr 5e-4, salience on 1,024 examples, one seed"),
+        cost="10 methods x 6 tasks x 3 seeds x 2 models, 30 epochs: ~1,500 GPU-hours"),
+    "speft-table4": PaperTable(
+        "gradient SPEFT: static vs dynamic masks, global vs local ranking", "speft-table4",
+        Grid({"experiment": "speft-glue-opt350m", "task.data_dir": "{data}/glue", "method": "speft", "salience": "gradient"},
+             [{"mask_schedule": ["static", "dynamic"], "method.scope": ["global", "local"], "mask_schedule.update_every": 1000}],
+             SPEFT_GLUE, seeds=(42,)),
+        Grid({**SPEFT_CPU, "method": "speft", "salience": "gradient"},
+             [{"mask_schedule": "static", "method.scope": ["global", "local"]},
+              {"mask_schedule": "dynamic", "method.scope": ["global", "local"], "mask_schedule.update_every": 50}],
+             ("glue/sst2", "glue/mrpc", "glue/rte"), note="MiniLM-L6, 3 tasks; dynamic re-selection every 50 steps "
+                                                          "(the paper: 1,000) so a 190-step run re-selects 3 times"),
+        cost="4 variants x 6 tasks, OPT-350m: ~150 GPU-hours"),
+    "spp-table2": PaperTable(
+        "zero-shot lm-eval after one-shot pruning, with and without SPP (50 %, 2:4)", "spp-table2",
+        _pruner_grid(SPP_PAPER, [UNSTRUCTURED_50, TWO_FOUR], [PRUNED_ONLY, {}], LLAMA,
+                     note="LLaMA-7B only: 13B/30B/65B need their model configs"),
+        _pruner_grid(SPP_CPU, [UNSTRUCTURED_50, TWO_FOUR], [PRUNED_ONLY, {}],
+                     note="SmolLM2-135M for LLaMA; 6 of the 7 tasks (no HellaSwag file offline), 100 documents each; "
+                          "SPP 40 steps on 100 Alpaca rows"),
+        cost="9 runs per model, LLaMA-7B on 8 GPUs: ~30 GPU-hours per model"),
+    "spp-table3": PaperTable(
+        "75 % sparsity (unstructured, 2:8): LM-eval average and WikiText-2 perplexity", "spp-table3",
+        _pruner_grid(SPP_PAPER, SEVENTY_FIVE, [PRUNED_ONLY, {}], LLAMA),
+        _pruner_grid(SPP_CPU, SEVENTY_FIVE, [PRUNED_ONLY, {}], note="SmolLM2-135M, as spp-table2"),
+        cost="9 runs per model, LLaMA-7B: ~30 GPU-hours"),
+    "spp-table4": PaperTable(
+        "SPP ablations: zero-init, W_beta, r", "spp-table4",
+        Grid({**SPP_PAPER, "model": "llama-7b", "method": "spp"},
+             [{**p, "salience": ["wanda", "sparsegpt"]} for p in (
+                 {**UNSTRUCTURED_50, "method.r": [4, 8, 16]}, {**TWO_FOUR, "method.r": [4, 8, 16]},
+                 {**UNSTRUCTURED_50, "method.use_beta": False, "method.zero_init": "alpha"},
+                 {**UNSTRUCTURED_50, "method.zero_init": "none"})]),
+        Grid({**SPP_CPU, "method": "spp", "salience": "wanda"},
+             [{**UNSTRUCTURED_50, "method.r": [4, 8, 16]}, {**UNSTRUCTURED_50, "method.use_beta": False, "method.zero_init": "alpha"},
+              {**UNSTRUCTURED_50, "method.zero_init": ["none", "alpha"]}],
+             note="SmolLM2-135M, Wanda 50 % only"),
+        cost="~12 runs, LLaMA-7B: ~40 GPU-hours"),
+    "spp-table5": PaperTable(
+        "75 % sparsity: Wanda + LoRA* vs Wanda + SPP", "spp-table5",
+        Grid({**SPP_PAPER, "model": "llama-7b", "salience": "wanda"}, [{"method": ["lora_star", "spp"], **p} for p in SEVENTY_FIVE]),
+        Grid({**SPP_CPU, "salience": "wanda"}, [{"method": ["lora_star", "spp"], **p} for p in SEVENTY_FIVE],
+             note="SmolLM2-135M"),
+        cost="4 runs per model, LLaMA-7B: ~15 GPU-hours"),
+    "spp-table6": PaperTable(
+        "5-shot MMLU after one-shot pruning, with and without SPP", "spp-table6",
+        _pruner_grid({**SPP_PAPER, "eval": "mmlu"}, [UNSTRUCTURED_50, TWO_FOUR], [PRUNED_ONLY, {}], LLAMA),
+        None, cost="9 runs per model, LLaMA-7B: ~30 GPU-hours",
+        missing="5-shot MMLU on 14,042 questions takes days on this CPU; run at paper scale"),
+    "spp-table7": PaperTable(
+        "LLaMA-2: zero-shot lm-eval after one-shot pruning, with and without SPP", "spp-table7",
+        _pruner_grid(SPP_PAPER, [UNSTRUCTURED_50, TWO_FOUR], [PRUNED_ONLY, {}], ["llama-2-7b"]),
+        None, cost="9 runs per model, LLaMA-2-7B: ~30 GPU-hours",
+        missing="the CPU miniature is spp-table2's (one small model stands in for both families)"),
+    "spp-table8": PaperTable(
+        "SPP zero-initialisation ablation", "spp-table8",
+        Grid({**SPP_PAPER, "model": "llama-7b", "method": "spp"},
+             [{**p, "salience": ["wanda", "sparsegpt"], "method.zero_init": ["none", "alpha", "beta"]}
+              for p in (UNSTRUCTURED_50, TWO_FOUR)]),
+        None, cost="12 runs, LLaMA-7B: ~40 GPU-hours", missing="the CPU miniature is part of spp-table4's"),
+}

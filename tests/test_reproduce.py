@@ -1,0 +1,37 @@
+"""The paper-table grids: every job composes and passes the config checks, at both scales."""
+from __future__ import annotations
+
+import pytest
+from conftest import compose_cfg
+
+from sparsetune.tables.grids import TABLES
+from sparsetune.tables.reproduce import expand, job_dir_name
+from sparsetune.validate import check
+
+GRIDS = [(name, scale, grid) for name, t in TABLES.items() for scale, grid in (("cpu", t.cpu), ("paper", t.paper_scale))
+         if grid is not None]
+
+
+@pytest.mark.parametrize("name,scale,grid", GRIDS, ids=[f"{n}-{s}" for n, s, _ in GRIDS])
+def test_every_run_block_composes_and_passes_the_checks(tmp_path, name, scale, grid):
+    jobs = expand(grid, str(tmp_path))
+    (tmp_path / "glue").mkdir()  # the data root the jobs name ({data}/glue must be a directory)
+    assert len({job_dir_name(j) for j in jobs}) == len(jobs)  # one run dir per job
+    first_of_each_block, seen = [], set()
+    for job in jobs:  # one job per distinct method/experiment keeps this fast
+        key = tuple(o for o in job if o.split("=")[0] in ("method", "experiment", "salience", "mask_schedule"))
+        if key not in seen:
+            seen.add(key)
+            first_of_each_block.append(job)
+    for job in first_of_each_block:
+        cfg = compose_cfg([o for o in job if not o.startswith(("task.data_files", "eval.perplexity.data_file"))])
+        check(cfg)
+        assert cfg.seed in grid.seeds
+
+
+def test_a_cpu_grid_is_small_enough_for_the_machine():
+    for name, t in TABLES.items():
+        if t.cpu is not None:
+            assert len(expand(t.cpu, "/data")) <= 60, name
+        else:
+            assert t.missing, f"{name}: say why there is no CPU miniature"
