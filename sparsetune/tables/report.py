@@ -1,0 +1,253 @@
+"""docs/REPRODUCTION.md from the results the paper-table runs left, and nothing else.
+
+`collect(outputs/tables, docs/results)` copies each run's results.json (and the table's reproduce.json and
+table.md) into the repository; `write_report(docs/results, docs/REPRODUCTION.md)` then writes, for every table
+of grids.TABLES, what was run (command, date, git SHA, runtime, job statuses), the table beside the published
+numbers, whether the paper's claims hold on our numbers, and a figure for the sweeps. A table without a run
+is listed as not run, with its CPU grid and paper-scale cost.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Callable
+
+from .columns import lookup
+from .grids import TABLES
+from .reproduce import expand
+
+
+# ---- collecting ---------------------------------------------------------------------------------
+def collect(outputs: Path, dest: Path) -> list[str]:
+    """Copy every table's records (results.json of each job, reproduce.json, table.md) from outputs into dest."""
+    copied = []
+    for manifest in sorted(outputs.glob("*/*/reproduce.json")):
+        src, out = manifest.parent, dest / manifest.parent.relative_to(outputs)
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        for name in ("reproduce.json", "table.md"):
+            if (src / name).exists():
+                shutil.copy2(src / name, out / name)
+        for rec in sorted((src / "runs").glob("*/results.json")):
+            (out / "runs" / rec.parent.name).mkdir(parents=True)
+            shutil.copy2(rec, out / "runs" / rec.parent.name / "results.json")
+        copied.append(str(out))
+    return copied
+
+
+# ---- scores the claims are checked on ---------------------------------------------------------------
+def main_score(rec: dict) -> float | None:
+    """The task's reported metric (x100) for GLUE-style records; the lm-eval accuracy average for LLM ones."""
+    harness = (rec.get("metrics") or {}).get("harness")
+    if harness:
+        accs = [v["acc"] for v in harness.values() if isinstance(v, dict) and isinstance(v.get("acc"), (int, float))]
+        return 100 * statistics.fmean(accs) if accs else None
+    metric = str((rec.get("config") or {}).get("task", {}).get("main_metric"))
+    value = lookup(rec, f"metrics.eval.{metric}")
+    value = value if value is not None else lookup(rec, f"metrics.{metric}")  # e.g. gsm8k.flexible_extract
+    return 100 * value if value is not None else None
+
+
+def perplexity(rec: dict) -> float | None:
+    p = ((rec.get("metrics") or {}).get("perplexity") or {}).get("perplexity")
+    return p if isinstance(p, (int, float)) else None
+
+
+def setting(rec: dict) -> dict:
+    c = rec.get("config") or {}
+    m = c.get("method") or {}
+    return {"method": m.get("name"), "sparsity": (rec.get("sparsity") or {}).get("target"), "pattern": m.get("pattern"),
+            "salience": (c.get("salience") or {}).get("name"), "trained": (rec.get("timing") or {}).get("steps", 0) > 0,
+            "task": (c.get("task") or {}).get("name"), "schedule": (c.get("mask_schedule") or {}).get("name"),
+            "scope": m.get("scope"), "r": m.get("r"), "zero_init": m.get("zero_init"), "use_beta": m.get("use_beta")}
+
+
+def per_task(records: list[dict], keep: Callable[[dict], bool], value=main_score) -> dict[str, float]:
+    """Per task, the mean over seeds of `value` for the records `keep` selects."""
+    out = defaultdict(list)
+    for r in records:
+        v = value(r)
+        if keep(setting(r)) and v is not None:
+            out[setting(r)["task"]].append(v)
+    return {t: statistics.fmean(v) for t, v in out.items()}
+
+
+def mean_over(records: list[dict], keep: Callable[[dict], bool], value=main_score, tasks=None) -> float | None:
+    """Mean over tasks (all, or `tasks`) of the per-task means."""
+    scores = per_task(records, keep, value)
+    used = [scores[t] for t in scores if tasks is None or t in tasks]
+    return statistics.fmean(used) if used else None
+
+
+def at(method=None, sparsity=None, **kw) -> Callable[[dict], bool]:
+    def keep(s: dict) -> bool:
+        if method is not None and s["method"] != method:
+            return False
+        if sparsity is not None and (s["sparsity"] is None or abs(s["sparsity"] - sparsity) > 1e-6):
+            return False
+        return all(s.get(k) == v for k, v in kw.items())
+    return keep
+
+
+def claim(text: str, records: list[dict], side: Callable[[dict], bool], other: Callable[[dict], bool], value=main_score,
+          higher_is_better: bool = True) -> tuple:
+    """(claim, holds, detail): the paper says `side` scores >= `other` (<= for perplexity), on the tasks both ran."""
+    common = set(per_task(records, side, value)) & set(per_task(records, other, value))
+    if not common:
+        return text, None, "not measured in this run"
+    ours, theirs = mean_over(records, side, value, common), mean_over(records, other, value, common)
+    holds = ours >= theirs if higher_is_better else ours <= theirs
+    return text, holds, f"{ours:.2f} vs {theirs:.2f} over {len(common)} task(s)"
+
+
+CLAIMS: dict[str, Callable[[list[dict]], list[tuple]]] = {
+    "pst-table2": lambda rs: [
+        claim("PST >= MaP at 90 % (GLUE average)", rs, at("pst", 0.9), at("magnitude", 0.9)),
+        claim("PST >= MvP at 90 %", rs, at("pst", 0.9), at("movement", 0.9)),
+        claim("PST >= MaP at 50 %", rs, at("pst", 0.5), at("magnitude", 0.5)),
+        claim("full FT >= PST at 90 % (the dense upper bound)", rs, at("full"), at("pst", 0.9)),
+    ],
+    "pst-figure3": lambda rs: [
+        claim("PST >= MaP at the highest sparsity", rs, at("pst", 0.95), at("magnitude", 0.95)),
+    ],
+    "speft-table1": lambda rs: [
+        claim("gradient salience >= magnitude salience", rs, at("speft", salience="gradient"), at("speft", salience="magnitude")),
+        claim("gradient SPEFT >= LoRA at equal budget", rs, at("speft", salience="gradient"), at("lora")),
+    ],
+    "speft-table4": lambda rs: [
+        claim("static >= dynamic masks (global)", rs, at("speft", schedule="static", scope="global"),
+              at("speft", schedule="dynamic", scope="global")),
+    ],
+    **{name: (lambda rs: [
+        claim(f"SPP recovers accuracy after {p} {pat} pruning", rs, at("spp", salience=p, pattern=pat, trained=True),
+              at("spp", salience=p, pattern=pat, trained=False))
+        for p in ("wanda", "sparsegpt") for pat in ("unstructured", "2:4", "2:8")
+    ] + [
+        claim(f"SPP lowers WikiText-2 perplexity after {p} {pat}",
+              rs, at("spp", salience=p, pattern=pat, trained=True), at("spp", salience=p, pattern=pat, trained=False),
+              perplexity, higher_is_better=False)
+        for p in ("wanda", "sparsegpt") for pat in ("unstructured", "2:4", "2:8")
+    ]) for name in ("spp-table2", "spp-table3")},
+    "spp-table5": lambda rs: [
+        claim("Wanda + SPP >= Wanda + LoRA* at 75 %", rs, at("spp"), at("lora_star")),
+    ],
+}
+
+
+# ---- figures --------------------------------------------------------------------------------------
+def sparsity_figure(records: list[dict], out: Path) -> Path | None:
+    """Accuracy vs sparsity, one line per sparse method (PST Fig. 3)."""
+    series = defaultdict(dict)
+    for r in records:
+        s = setting(r)
+        if s["sparsity"]:
+            v = mean_over(records, at(s["method"], s["sparsity"]))
+            if v is not None:
+                series[s["method"]][100 * s["sparsity"]] = v
+    return _lines(series, out, "sparsity (%)", "dev score, mean over tasks")
+
+
+def budget_figure(records: list[dict], out: Path) -> Path | None:
+    """Score vs trainable parameters (% of the model), one line per method (SPEFT Fig. 2)."""
+    points = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        pct, score = lookup(r, "params.trainable_without_head_percent"), main_score(r)
+        if pct is not None and score is not None:
+            s = setting(r)
+            points[s["method"] + (f" ({s['salience']})" if s["method"] == "speft" else "")][round(pct, 4)].append(score)
+    return _lines({m: {x: statistics.fmean(v) for x, v in p.items()} for m, p in points.items()}, out,
+                  "trainable parameters (% of the model)", "dev score, mean over tasks", log_x=True)
+
+
+def _lines(series: dict, out: Path, xlabel: str, ylabel: str, log_x: bool = False) -> Path | None:
+    if not series:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for name, pts in sorted(series.items()):
+        xs = sorted(pts)
+        ax.plot(xs, [pts[x] for x in xs], marker="o", label=name)
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+FIGURES = {"pst-figure3": sparsity_figure, "pst-table2": sparsity_figure, "speft-figure2": budget_figure}
+
+
+# ---- the report -----------------------------------------------------------------------------------
+def load_records(table_dir: Path) -> list[dict]:
+    recs = []
+    for f in sorted(table_dir.glob("runs/*/results.json")):
+        rec = json.loads(f.read_text())
+        if rec.get("status") == "completed":
+            recs.append(rec)
+    return recs
+
+
+def section(name: str, results: Path, figures: Path, doc_dir: Path) -> list[str]:
+    spec = TABLES[name]
+    lines = [f"## {name}: {spec.title}", ""]
+    table_dir = results / name / "cpu"
+    manifest_path = table_dir / "reproduce.json"
+    if not manifest_path.exists():
+        if spec.cpu is None:
+            lines += [f"**No CPU miniature**: {spec.missing}. Paper scale: `make {name} SCALE=paper` ({spec.cost}).", ""]
+        else:
+            lines += [f"**Not run yet at CPU scale.** `make {name}` runs {len(expand(spec.cpu, 'DATA'))} jobs "
+                      f"({spec.cpu.note}). Paper scale: `make {name} SCALE=paper` ({spec.cost}).", ""]
+        return lines
+    m = json.loads(manifest_path.read_text())
+    statuses = defaultdict(int)
+    for j in m["jobs"]:
+        statuses[j["status"]] += 1
+    lines += [f"- command: `{m['command']}` (git {m['git_sha']}, started {m['started']}, {m['seconds'] / 60:.0f} min wall "
+              f"for {len(m['jobs'])} jobs: {', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))})",
+              f"- scale: CPU miniature — {m.get('note') or spec.cpu.note}",
+              f"- paper scale: `make {name} SCALE=paper` ({spec.cost})",
+              f"- records: `{table_dir.relative_to(doc_dir.parent)}/runs/*/results.json`", ""]
+    records = load_records(table_dir)
+    checks = CLAIMS.get(name, lambda rs: [])(records)
+    measured = [c for c in checks if c[1] is not None]
+    if measured:
+        lines += ["**The paper's claims on these numbers:**", ""]
+        lines += [f"- {text}: {'holds' if holds else '**does not hold**'} ({detail})" for text, holds, detail in measured]
+        lines.append("")
+    make_figure = FIGURES.get(name)
+    if make_figure and records:
+        fig = make_figure(records, figures / f"{name}.png")
+        if fig is not None:
+            lines += [f"![{name}]({fig.relative_to(doc_dir).as_posix()})", ""]
+    table = (table_dir / "table.md").read_text() if (table_dir / "table.md").exists() else "(no table.md)"
+    lines += [table.strip(), ""]
+    return lines
+
+
+def write_report(results: Path, out: Path) -> Path:
+    figures = out.parent / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    lines = ["# Reproduction report", "",
+             "Generated by `python scripts/reproduction_report.py` from the `results.json` files under "
+             f"`{results.relative_to(out.parent.parent) if results.is_relative_to(out.parent.parent) else results}` "
+             "(nothing here is typed by hand). Each section: the command that produced it, the claims of the paper "
+             "checked on our numbers, and the table beside the published numbers (the published rows are the paper's "
+             "models at full scale; ours are CPU miniatures unless the section says otherwise, so the differences "
+             "measure scale as much as method).", ""]
+    for name in TABLES:
+        lines += section(name, results, figures, out.parent)
+    out.write_text("\n".join(lines))
+    return out

@@ -1,0 +1,55 @@
+"""docs/REPRODUCTION.md is generated from results.json files alone: commands, claims, figures, tables not run."""
+from __future__ import annotations
+
+import json
+
+from sparsetune.tables.grids import TABLES
+from sparsetune.tables.report import collect, write_report
+
+
+def rec(method, sparsity, task, acc, steps=100):
+    return {"status": "completed", "config": {"method": {"name": method}, "salience": {"name": "magnitude"},
+                                              "task": {"name": task, "main_metric": "accuracy"}, "mask_schedule": {"name": "cubic"}},
+            "metrics": {"eval": {"accuracy": acc}}, "sparsity": {"target": sparsity}, "timing": {"steps": steps},
+            "params": {"trainable_without_head_percent": 1.0}}
+
+
+def write_table_dir(root, table, records):
+    d = root / table / "cpu"
+    for i, r in enumerate(records):
+        (d / "runs" / f"job{i}").mkdir(parents=True)
+        (d / "runs" / f"job{i}" / "results.json").write_text(json.dumps(r))
+    (d / "reproduce.json").write_text(json.dumps({
+        "command": f"make {table} SCALE=cpu DATA=/data", "git_sha": "abc1234", "started": "2026-12-02T06:00:00+0000",
+        "seconds": 1800, "note": "test miniature", "jobs": [{"status": "completed"}] * len(records)}))
+    (d / "table.md").write_text("| row | sst2 |\n|---|---|\n| pst | 80.00 |\n")
+
+
+def test_report_states_commands_claims_figures_and_what_was_not_run(tmp_path):
+    outputs, results, doc = tmp_path / "outputs", tmp_path / "docs" / "results", tmp_path / "docs" / "REPRODUCTION.md"
+    t2 = [rec("pst", 0.9, "sst2", 0.80), rec("magnitude", 0.9, "sst2", 0.70), rec("movement", 0.9, "sst2", 0.85),
+          rec("full", 0.0, "sst2", 0.90), rec("pst", 0.9, "rte", 0.60), rec("magnitude", 0.9, "rte", 0.55),
+          rec("movement", 0.9, "rte", 0.50)]
+    write_table_dir(outputs, "pst-table2", t2)
+    fig3 = [rec(m, s, "sst2", a) for m, s, a in (("pst", 0.5, 0.85), ("pst", 0.95, 0.7), ("magnitude", 0.5, 0.84),
+                                                  ("magnitude", 0.95, 0.6))]
+    write_table_dir(outputs, "pst-figure3", fig3)
+    assert len(collect(outputs, results)) == 2
+    assert len(list(results.glob("pst-table2/cpu/runs/*/results.json"))) == len(t2)
+    text = write_report(results, doc).read_text()
+    sec = text[text.index("## pst-table2"):text.index("## pst-table4")]
+    assert "`make pst-table2 SCALE=cpu DATA=/data` (git abc1234" in sec and "30 min wall for 7 jobs" in sec
+    # PST 90 %: (80 + 60) / 2 = 70 vs MaP (70 + 55) / 2 = 62.5 -> holds; vs MvP (85 + 50) / 2 = 67.5 -> holds
+    assert "PST >= MaP at 90 % (GLUE average): holds (70.00 vs 62.50 over 2 task(s))" in sec
+    assert "PST >= MvP at 90 %: holds (70.00 vs 67.50 over 2 task(s))" in sec
+    # full ran on sst2 only: compared on the tasks both ran
+    assert "full FT >= PST at 90 % (the dense upper bound): holds (90.00 vs 80.00 over 1 task(s))" in sec
+    assert "PST >= MaP at 50 %" not in sec  # not measured: not claimed either way
+    assert "| pst | 80.00 |" in sec
+    assert (doc.parent / "figures" / "pst-figure3.png").stat().st_size > 1000
+    assert "![pst-figure3](figures/pst-figure3.png)" in text
+    for name, t in TABLES.items():
+        if name not in ("pst-table2", "pst-figure3"):
+            assert f"## {name}:" in text
+    assert "**Not run yet at CPU scale.** `make speft-table1`" in text
+    assert "**No CPU miniature**: no GPT-2 weights offline" in text
