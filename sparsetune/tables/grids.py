@@ -27,7 +27,7 @@ class PaperTable:
     paper: str | None  # the published numbers' spec (scripts/make_table.py --paper)
     paper_scale: Grid | None
     cpu: Grid | None
-    cost: str  # paper-scale cost, for the README
+    cost: str  # paper-scale cost: a rough estimate of A100-hours, for planning
     missing: str = ""  # why a scale has no grid
     figure: bool = False
     extras: dict = field(default_factory=dict)
@@ -48,6 +48,7 @@ CPU_GLUE = {"model": "minilm-l6", "task.data_dir": "{data}/glue", "task.max_trai
 PST_CPU = {**CPU_GLUE, "train.lr": 1.0e-4, "train.max_grad_norm": 0.0, "train.select": "best",
            "mask_schedule.warmup": 0.1, "mask_schedule.cooldown": 0.3}
 PST_PAPER_BERT = {"experiment": "pst-glue-bert", "task.data_dir": "{data}/glue"}
+PST_MODELS = ["pst-glue-bert", "pst-glue-roberta-base", "pst-glue-roberta-large"]
 SPEFT_CPU = {**CPU_GLUE, "train.lr": 5.0e-4, "method.target_modules": "[query,value]", "salience.num_batches": 64,
              "salience.batch_size": 16}
 # SmolLM2-135M: one-shot pruning calibrated on 32 x 256 Alpaca tokens, SPP/LoRA* on the 100-row Alpaca file,
@@ -56,32 +57,37 @@ SPP_CPU = {"experiment": "spp-smollm2-cpu", "task.data_files": "{{train: {data}/
            "eval": "llm", "eval.tasks": "[boolq,rte,winogrande,arc_easy,arc_challenge,openbookqa]",
            "eval.data_dir": "{data}", "eval.limit": 100, "eval.perplexity.data_file": "{data}/wikitext-2-raw/test.hf_rows.txt",
            "eval.perplexity.seqlen": 512, "eval.perplexity.max_chunks": 16}
-SPP_PAPER = {"experiment": "spp-alpaca-llama7b", "eval.data_dir": "{data}"}
+SPP_PAPER = {"eval.data_dir": "{data}"}  # each run block names its model's preset (per-size lr / batch / epochs)
 PRUNED_ONLY = {"train.max_steps": 0}
 
 
-def _pruner_grid(common: dict, patterns: list[dict], variants: list[dict], models=None, note="") -> Grid:
-    runs = [{**({"model": models} if models else {}), "method": "spp", "salience": ["wanda", "sparsegpt"], **p, **v}
-            for p in patterns for v in variants]
-    dense = {**({"model": models} if models else {}), "method": "full", "train.max_steps": 0}
+def _pruner_grid(common: dict, patterns: list[dict], variants: list[dict], experiments=None, note="") -> Grid:
+    """Dense (evaluate only), then each pruner x pattern x variant (pruned only / + SPP), per model preset."""
+    per_model = {"experiment": experiments} if experiments else {}
+    runs = [{**per_model, "method": "spp", "salience": ["wanda", "sparsegpt"], **p, **v} for p in patterns for v in variants]
+    dense = {**per_model, "method": "full", "train.max_steps": 0}
     return Grid(common, [dense, *runs], note=note)
 
 
 UNSTRUCTURED_50 = {"method.pattern": "unstructured", "method.sparsity": 0.5}
 TWO_FOUR = {"method.pattern": "2:4", "method.sparsity": None}
 SEVENTY_FIVE = [{"method.pattern": "unstructured", "method.sparsity": 0.75}, {"method.pattern": "2:8", "method.sparsity": None}]
-LLAMA = ["llama-7b"]  # 13B/30B/65B have no model config yet (see the table's note)
+LLAMA = ["spp-alpaca-llama7b", "spp-alpaca-llama13b", "spp-alpaca-llama30b", "spp-alpaca-llama65b"]
+LLAMA2 = ["spp-alpaca-llama2-7b", "spp-alpaca-llama2-13b", "spp-alpaca-llama2-70b"]
 
 TABLES: dict[str, PaperTable] = {
     "pst-table2": PaperTable(
         "GLUE dev, full FT / MaP / MvP / PST at 50 % and 90 %", "pst-table2",
-        Grid(PST_PAPER_BERT, [{"method": "full"}, {"method": ["magnitude", "movement", "pst"], "method.sparsity": [0.5, 0.9]}],
-             GLUE_ALL, seeds=(43,), select_best=None,
-             note="BERT-base, the reference README's settings (lr 3e-5, 20 epochs); the paper searched lr and epochs"),
+        Grid({"task.data_dir": "{data}/glue"},
+             [{"experiment": PST_MODELS, "method": "full"},
+              {"experiment": PST_MODELS, "method": ["magnitude", "movement", "pst"], "method.sparsity": [0.5, 0.9]}],
+             GLUE_ALL, seeds=(43,),
+             note="BERT-base, RoBERTa-base / -large with the reference README's settings; the paper also searched lr "
+                  "and epochs (run again with train.lr=... and build with --select-best lr)"),
         Grid(PST_CPU, [{"method": "full"}, {"method": ["magnitude", "movement", "pst"], "method.sparsity": [0.5, 0.9]}],
              GLUE_CPU, note="MiniLM-L6 for BERT-base; SST-2, MRPC, STS-B (accuracy, F1, Pearson); 1,000 training "
                             "examples, 2 epochs, lr 1e-4, one seed"),
-        cost="8 tasks x 7 rows, BERT-base 20 epochs: ~250 GPU-hours (MNLI/QQP dominate)"),
+        cost="8 tasks x 7 rows x 3 models, 20 epochs: ~1,000 GPU-hours (MNLI/QQP dominate)"),
     "pst-table4": PaperTable(
         "PST 90 %, ranks r1 x r2 (MRPC, SST-2)", "pst-table4",
         Grid(PST_PAPER_BERT, [{"method": "pst", "method.sparsity": 0.9, "method.r1": [4, 8, 16], "method.r2": [4, 8, 16]}],
@@ -152,20 +158,19 @@ TABLES: dict[str, PaperTable] = {
         cost="18 runs, Gemma2-2b 1 epoch of 100k examples: ~200 GPU-hours", figure=True),
     "spp-table2": PaperTable(
         "zero-shot lm-eval after one-shot pruning, with and without SPP (50 %, 2:4)", "spp-table2",
-        _pruner_grid(SPP_PAPER, [UNSTRUCTURED_50, TWO_FOUR], [PRUNED_ONLY, {}], LLAMA,
-                     note="LLaMA-7B only: 13B/30B/65B need their model configs"),
+        _pruner_grid(SPP_PAPER, [UNSTRUCTURED_50, TWO_FOUR], [PRUNED_ONLY, {}], LLAMA),
         _pruner_grid(SPP_CPU, [UNSTRUCTURED_50, TWO_FOUR], [PRUNED_ONLY, {}],
                      note="SmolLM2-135M for LLaMA; 6 of the 7 tasks (no HellaSwag file offline), 100 documents each; "
                           "SPP 40 steps on 100 Alpaca rows"),
-        cost="9 runs per model, LLaMA-7B on 8 GPUs: ~30 GPU-hours per model"),
+        cost="9 runs x 4 models (7B-65B): ~1,000 GPU-hours, most of it 65B"),
     "spp-table3": PaperTable(
         "75 % sparsity (unstructured, 2:8): LM-eval average and WikiText-2 perplexity", "spp-table3",
-        _pruner_grid(SPP_PAPER, SEVENTY_FIVE, [PRUNED_ONLY, {}], LLAMA),
+        _pruner_grid(SPP_PAPER, SEVENTY_FIVE, [PRUNED_ONLY, {}], ["spp-alpaca-llama7b", "spp-alpaca-llama30b"]),
         _pruner_grid(SPP_CPU, SEVENTY_FIVE, [PRUNED_ONLY, {}], note="SmolLM2-135M, as spp-table2"),
-        cost="9 runs per model, LLaMA-7B: ~30 GPU-hours"),
+        cost="9 runs x 2 models (7B, 30B): ~150 GPU-hours"),
     "spp-table4": PaperTable(
         "SPP ablations: zero-init, W_beta, r", "spp-table4",
-        Grid({**SPP_PAPER, "model": "llama-7b", "method": "spp"},
+        Grid({**SPP_PAPER, "experiment": "spp-alpaca-llama7b", "method": "spp"},
              [{**p, "salience": ["wanda", "sparsegpt"]} for p in (
                  {**UNSTRUCTURED_50, "method.r": [4, 8, 16]}, {**TWO_FOUR, "method.r": [4, 8, 16]},
                  {**UNSTRUCTURED_50, "method.use_beta": False, "method.zero_init": "alpha"},
@@ -174,26 +179,28 @@ TABLES: dict[str, PaperTable] = {
              [{**UNSTRUCTURED_50, "method.r": [4, 8, 16]}, {**UNSTRUCTURED_50, "method.use_beta": False, "method.zero_init": "alpha"},
               {**UNSTRUCTURED_50, "method.zero_init": ["none", "alpha"]}],
              note="SmolLM2-135M, Wanda 50 % only"),
-        cost="~12 runs, LLaMA-7B: ~40 GPU-hours"),
+        cost="16 runs, LLaMA-7B: ~50 GPU-hours"),
     "spp-table5": PaperTable(
         "75 % sparsity: Wanda + LoRA* vs Wanda + SPP", "spp-table5",
-        Grid({**SPP_PAPER, "model": "llama-7b", "salience": "wanda"}, [{"method": ["lora_star", "spp"], **p} for p in SEVENTY_FIVE]),
+        Grid({**SPP_PAPER, "salience": "wanda"},
+             [{"experiment": ["spp-alpaca-llama7b", "spp-alpaca-llama30b"], "method": ["lora_star", "spp"], **p}
+              for p in SEVENTY_FIVE]),
         Grid({**SPP_CPU, "salience": "wanda"}, [{"method": ["lora_star", "spp"], **p} for p in SEVENTY_FIVE],
              note="SmolLM2-135M"),
-        cost="4 runs per model, LLaMA-7B: ~15 GPU-hours"),
+        cost="4 runs x 2 models (7B, 30B): ~60 GPU-hours"),
     "spp-table6": PaperTable(
         "5-shot MMLU after one-shot pruning, with and without SPP", "spp-table6",
-        _pruner_grid({**SPP_PAPER, "eval": "mmlu"}, [UNSTRUCTURED_50, TWO_FOUR], [PRUNED_ONLY, {}], LLAMA),
-        None, cost="9 runs per model, LLaMA-7B: ~30 GPU-hours",
+        _pruner_grid({**SPP_PAPER, "eval": "mmlu"}, [UNSTRUCTURED_50, TWO_FOUR], [PRUNED_ONLY, {}], LLAMA + LLAMA2),
+        None, cost="9 runs x 7 models (LLaMA 7B-65B, LLaMA-2 7B-70B): ~2,000 GPU-hours",
         missing="5-shot MMLU on 14,042 questions takes days on this CPU; run at paper scale"),
     "spp-table7": PaperTable(
         "LLaMA-2: zero-shot lm-eval after one-shot pruning, with and without SPP", "spp-table7",
-        _pruner_grid(SPP_PAPER, [UNSTRUCTURED_50, TWO_FOUR], [PRUNED_ONLY, {}], ["llama-2-7b"]),
-        None, cost="9 runs per model, LLaMA-2-7B: ~30 GPU-hours",
+        _pruner_grid(SPP_PAPER, [UNSTRUCTURED_50, TWO_FOUR], [PRUNED_ONLY, {}], LLAMA2),
+        None, cost="9 runs x 3 models (7B, 13B, 70B): ~800 GPU-hours",
         missing="the CPU miniature is spp-table2's (one small model stands in for both families)"),
     "spp-table8": PaperTable(
         "SPP zero-initialisation ablation", "spp-table8",
-        Grid({**SPP_PAPER, "model": "llama-7b", "method": "spp"},
+        Grid({**SPP_PAPER, "experiment": "spp-alpaca-llama7b", "method": "spp"},
              [{**p, "salience": ["wanda", "sparsegpt"], "method.zero_init": ["none", "alpha", "beta"]}
               for p in (UNSTRUCTURED_50, TWO_FOUR)]),
         None, cost="12 runs, LLaMA-7B: ~40 GPU-hours", missing="the CPU miniature is part of spp-table4's"),
