@@ -41,7 +41,8 @@ table-spp-ppl: setup  # SPP / Wanda: WikiText-2 perplexity after one-shot prunin
 # SCALE=paper: the paper's models, data, epochs and hardware=gpu. Grids: sparsetune/tables/grids.py.
 SCALE ?= cpu
 JOBS ?= 2
-PAPER_TABLES := pst-table2 pst-table3 pst-table4 pst-table5 pst-figure3 speft-table1 speft-table4 speft-figure2 \
+PAPER_TABLES := pst-table2 pst-table3 pst-table4 pst-table5 pst-figure3 speft-table1 speft-table2 speft-table3 \
+	speft-table4 speft-table9 speft-table11 speft-figure2 \
 	spp-table2 spp-table3 spp-table4 spp-table5 spp-table6 spp-table7 spp-table8
 .PHONY: $(PAPER_TABLES) tables-list reproduction-report
 $(PAPER_TABLES): setup

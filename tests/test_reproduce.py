@@ -19,7 +19,7 @@ def test_every_run_block_composes_and_passes_the_checks(tmp_path, name, scale, g
     assert len({job_dir_name(j) for j in jobs}) == len(jobs)  # one run dir per job
     first_of_each_block, seen = [], set()
     for job in jobs:  # one job per distinct method/experiment keeps this fast
-        key = tuple(o for o in job if o.split("=")[0] in ("method", "experiment", "salience", "mask_schedule"))
+        key = tuple(o for o in job if o.split("=")[0] in ("method", "experiment", "mask_schedule"))
         if key not in seen:
             seen.add(key)
             first_of_each_block.append(job)
@@ -35,3 +35,14 @@ def test_a_cpu_grid_is_small_enough_for_the_machine():
             assert len(expand(t.cpu, "/data")) <= 60, name
         else:
             assert t.missing, f"{name}: say why there is no CPU miniature"
+
+
+def test_every_table_has_a_make_target_and_a_readme_row():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    makefile, readme = (root / "Makefile").read_text(), (root / "README.md").read_text()
+    targets = makefile.split("PAPER_TABLES :=")[1].split(".PHONY")[0].replace("\\", " ").split()
+    assert sorted(targets) == sorted(TABLES)
+    for name in TABLES:
+        assert f"| `{name}` |" in readme, name
