@@ -47,7 +47,7 @@ def main_entry(cfg: DictConfig) -> None:
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         try:
-            preflight(cfg)  # config-only checks, before torch and transformers load (bad input fails in ~2 s)
+            preflight(cfg)  # config and local data-file checks, before torch and transformers load (~1 s)
         except ConfigError as e:
             record_bad_input(cfg, Path(HydraConfig.get().runtime.output_dir), e)
             raise

@@ -1,7 +1,7 @@
 """Checks of the composed config: clear messages, before any model or data is loaded.
 
-`preflight(cfg)` needs only the config (no torch, no transformers), so `python train.py` with bad input
-fails in about two seconds; `checked_method(cfg)` adds the checks that need the method's libraries.
+`preflight(cfg)` needs only the config and the local data files (no torch, no transformers), so
+`python train.py` with bad input fails in about a second; `checked_method(cfg)` adds the checks that need the method's libraries.
 """
 from __future__ import annotations
 
@@ -163,7 +163,13 @@ def check(cfg: DictConfig) -> None:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(errors))
 
 
-preflight = check  # the CLI's name for it: runs before torch and transformers are imported
+def preflight(cfg: DictConfig) -> None:
+    """What the CLI checks before torch and transformers are imported: the config, then the task's local data
+    files (read with the standard library and kept for the loader, so a run reads them once)."""
+    from .tasks.preflight import check_data
+
+    check(cfg)
+    check_data(cfg)
 
 
 def checked_method(cfg: DictConfig):

@@ -23,15 +23,9 @@ from ..evaluation.nlg_metrics import nlg_scores
 from ..registry import TASK_LOADERS
 from .base import TaskData
 from .causal_lm import collator_for, first_rows, prompt_ids, subset_train, task_options, tokenize_prompt_target, wants_bos
-from .data_to_text_files import PAIRS, group_references
+from .data_to_text_files import LAYOUTS, PAIRS, group_references, local_pairs
 from .generate import generate, settings
-from .local_files import hub_splits, local_paths, read_records, require_splits
-
-LAYOUTS = {
-    "e2e": {"train": "trainset.csv", "validation": "devset.csv", "test": "testset_w_refs.csv"},
-    "dart": {"train": "dart-v1.1.1-full-train.json", "validation": "dart-v1.1.1-full-dev.json", "test": "dart-v1.1.1-full-test.json"},
-    "webnlg": {"train": "train.json", "validation": "dev.json", "test": "test.json"},
-}
+from .local_files import hub_splits
 DEFAULTS = {
     "separator": " ||", "add_bos": True, "add_eos": True, "train_on_inputs": False, "train_subset": "random",
     "generate_split": None, "eval_examples": None, "num_beams": 10, "length_penalty": 0.8, "no_repeat_ngram_size": 4,
@@ -42,12 +36,10 @@ DEFAULTS = {
 
 def raw_pairs(task, fmt: str, splits: list[str], revision: str | None) -> tuple[dict[str, list[dict]], str]:
     """{split: [{source, target}]} and where the rows came from."""
-    layout = LAYOUTS[fmt]
-    paths = local_paths(task, layout)
-    if paths is not None:
-        require_splits(paths, splits, task, layout)
-        return {s: PAIRS[fmt](read_records(paths[s]), str(paths[s])) for s in splits}, f"files { {s: str(paths[s]) for s in splits} }"
-    hub = hub_splits(task.hub_id, task.hub_config, splits, f"task.data_dir (files {layout}) or task.data_files", revision)
+    local = local_pairs(task, fmt, splits)  # the CLI's data preflight has read these files already
+    if local is not None:
+        return local
+    hub = hub_splits(task.hub_id, task.hub_config, splits, f"task.data_dir (files {LAYOUTS[fmt]}) or task.data_files", revision)
     where = f"hub {task.hub_id}" + (f"/{task.hub_config}" if task.hub_config else "") + f" @ {revision}"
     return {s: PAIRS[fmt](hub[s].to_list(), f"{where} split {s}") for s in splits}, where
 

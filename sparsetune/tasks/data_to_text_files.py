@@ -9,13 +9,24 @@ LoRA / PST GPT-2 code (microsoft/LoRA examples/NLG): "subject : relation : objec
   - WebNLG 2017: the modified tripleset; only lexicalisations with comment == "good" (as LoRA does).
     Files in LoRA's layout {"entries": [{"<id>": {...}}]}; hub rows: modified_triple_sets / lex.
 A row that does not fit its layout is a DataError naming the file and line (rows.convert_rows).
+Standard library only: the CLI's data preflight reads and converts local files with local_pairs before
+torch loads, and the loader (data_to_text.py) reuses the rows it read.
 """
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from .errors import DataError
+from .local_files import local_paths, read_records, require_splits
+from .read_cache import cached_read
 from .rows import convert_rows
+
+LAYOUTS = {
+    "e2e": {"train": "trainset.csv", "validation": "devset.csv", "test": "testset_w_refs.csv"},
+    "dart": {"train": "dart-v1.1.1-full-train.json", "validation": "dart-v1.1.1-full-dev.json", "test": "dart-v1.1.1-full-test.json"},
+    "webnlg": {"train": "train.json", "validation": "dev.json", "test": "test.json"},
+}
 
 MR_SLOT = re.compile(r"\s*([^\[\],]+?)\s*\[([^\]]*)\]\s*(?:,|$)")
 
@@ -104,6 +115,26 @@ def webnlg_pairs(data, source: str = "") -> list[dict]:
 
 
 PAIRS = {"e2e": e2e_pairs, "dart": dart_pairs, "webnlg": webnlg_pairs}
+
+
+def local_pairs(task, fmt: str, splits: list[str]) -> tuple[dict[str, list[dict]], str] | None:
+    """{split: [{source, target}]} from task.data_files or task.data_dir, and where they came from; None: the hub."""
+    layout = LAYOUTS[fmt]
+    paths = local_paths(task, layout)
+    if paths is None:
+        return None
+    require_splits(paths, splits, task, layout)
+    return {s: file_pairs(fmt, paths[s]) for s in splits}, f"files { {s: str(paths[s]) for s in splits} }"
+
+
+def file_pairs(fmt: str, path: Path) -> list[dict]:
+    """One local file's (source, target) pairs; those the preflight made are kept for the loader."""
+    return cached_read(path, ("pairs", fmt), lambda: PAIRS[fmt](read_records(path), str(path)))
+
+
+def check_local(task) -> None:
+    """The data preflight: the train and eval splits, read and converted as the loader does."""
+    local_pairs(task, task.loader, list(dict.fromkeys([task.train_split, *task.eval_splits])))
 
 
 def group_references(pairs: list[dict]) -> list[tuple[str, list[str]]]:

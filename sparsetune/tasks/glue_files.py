@@ -12,6 +12,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from .errors import DataError
 from .labels import parse_label
+from .read_cache import cached_read
 from .rows import Rows
 
 # task -> (directory, {hub column: tsv column or index}, label column, {label word: id} or None)
@@ -49,6 +50,11 @@ def read_split(root: str | Path, glue_task: str, split: str, regression: bool, n
     path = split_path(root, glue_task, split)
     if not path.is_file():
         raise FileNotFoundError(f"task.data_dir: expected {path} (GLUE original layout: <dir>/{LAYOUT[glue_task][0]}/{path.name})")
+    return cached_read(path, ("glue", glue_task, regression, num_labels),
+                       lambda: _read_tsv(path, glue_task, regression, num_labels))
+
+
+def _read_tsv(path: Path, glue_task: str, regression: bool, num_labels: int | None) -> Rows:
     _, fields, label_col, label_map = LAYOUT[glue_task]
     csv.field_size_limit(sys.maxsize)
     try:

@@ -19,9 +19,8 @@ from ..errors import ConfigError
 from ..registry import TASK_LOADERS
 from .base import TaskData
 from .causal_lm import carve_validation, collator_for, first_rows, subset_train, task_options, tokenize_prompt_target, wants_bos
-from .errors import DataError
-from .local_files import hub_splits, local_paths, read_records
-from .rows import require_columns
+from .instruction_files import check_rows, local_splits
+from .local_files import hub_splits
 
 PROMPT_INPUT = (
     "Below is an instruction that describes a task, paired with an input that provides further context. "
@@ -32,7 +31,6 @@ PROMPT_NO_INPUT = (
     "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n"
     "### Instruction:\n{instruction}\n\n### Response:\n"
 )
-LAYOUT = {"train": "alpaca_data.json", "validation": "alpaca_val.json"}
 DEFAULTS = {"train_on_inputs": False, "val_set_size": 2000, "split_seed": 42, "add_bos": "auto", "add_eos": True,
             "train_subset": "random"}
 
@@ -47,22 +45,16 @@ def alpaca_prompt(instruction: str, input: str | None = "") -> str:
 def to_pairs(rows, source: str = "") -> Dataset:
     """Rows with instruction / input / output -> {prompt, target}; a row without them is a DataError naming it."""
     rows = rows.to_list() if isinstance(rows, Dataset) else rows
-    if not isinstance(rows, list) or not rows:
-        raise DataError(f"{getattr(rows, 'path', source) or 'Alpaca data'}: expected a non-empty list of rows with "
-                        "'instruction', 'output' and optionally 'input'")
-    require_columns(rows, ["instruction", "output"], optional=("input",), source=source)
+    check_rows(rows, source)
     return Dataset.from_list([{"prompt": alpaca_prompt(r["instruction"], r.get("input")), "target": r["output"]} for r in rows])
 
 
 def raw_splits(task) -> tuple[dict[str, Dataset], str]:
-    paths = local_paths(task, LAYOUT)
-    if paths is None:
-        return {"train": hub_splits(task.hub_id, task.hub_config, ["train"], "task.data_files={train: alpaca.json}")["train"]}, \
-            f"hub {task.hub_id}"
-    if task.train_split not in paths:
-        raise ConfigError(f"task.data_files / task.data_dir must provide the train split {task.train_split!r} "
-                          f"(data_dir file name: {LAYOUT['train']})")
-    return {split: read_records(p) for split, p in paths.items()}, f"files {({k: str(v) for k, v in paths.items()})}"
+    local = local_splits(task)  # the CLI's data preflight has read and checked these already
+    if local is not None:
+        return local
+    return {"train": hub_splits(task.hub_id, task.hub_config, ["train"], "task.data_files={train: alpaca.json}")["train"]}, \
+        f"hub {task.hub_id}"
 
 
 @TASK_LOADERS.register("alpaca")

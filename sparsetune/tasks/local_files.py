@@ -3,20 +3,24 @@
 Files are read with the standard library (json / jsonl / csv) so quirks stay visible: csv is read with
 newline="" (quoted fields, CRLF line ends) and utf-8-sig (a BOM in the header is dropped). A file that does
 not parse is a DataError naming the file and line; rows remember their line (rows.Rows) for later checks.
+Reading local files needs neither torch nor `datasets` (pyarrow for .parquet), so the CLI's data preflight
+can use these readers before the model loads; what it read is kept for the loader (read_cache.py).
 """
 from __future__ import annotations
 
 import csv
 import json
 from pathlib import Path
-
-import datasets
-from datasets import Dataset
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from ..hub import require_hub
 from .errors import DataError
+from .read_cache import cached_read
 from .rows import Document, Rows
+
+if TYPE_CHECKING:
+    from datasets import Dataset
 
 READABLE = (".json", ".jsonl", ".csv", ".parquet")
 
@@ -30,6 +34,10 @@ def read_records(path: str | Path) -> Rows | Document:
         raise ConfigError(f"{path}: {path.suffix!r} files are not supported; use one of {list(READABLE)}")
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist")
+    return cached_read(path, ("records",), lambda: _read_records(path))
+
+
+def _read_records(path: Path) -> Rows | Document:
     try:
         if path.suffix == ".parquet":
             return read_parquet(path)
@@ -101,8 +109,10 @@ def read_csv(path: Path) -> Rows:
 
 
 def read_parquet(path: Path) -> Rows:
+    import pyarrow.parquet as pq  # only parquet needs it (~0.2 s to import)
+
     try:
-        rows = Dataset.from_parquet(str(path)).to_list()
+        rows = pq.read_table(path).to_pylist()
     except Exception as e:  # pyarrow raises many types for a damaged file; all mean the same to the user
         first_line = (str(e).strip().splitlines() or [""])[0]
         raise DataError(f"{path}: not a readable parquet file ({type(e).__name__}: {first_line})") from None
@@ -133,6 +143,8 @@ def hub_splits(hub_id: str, hub_config: str | None, splits: list[str], local_opt
     """The named splits from the hub (a cached copy works offline); fails fast naming the local option.
     `revision` picks e.g. the hub's parquet conversion (refs/convert/parquet) of a script-only dataset,
     which datasets >= 4 can no longer run."""
+    import datasets
+
     try:
         ds = datasets.load_dataset(hub_id, hub_config, revision=revision)
     except Exception:

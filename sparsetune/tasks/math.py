@@ -26,18 +26,13 @@ from ..errors import ConfigError
 from ..registry import TASK_LOADERS
 from .base import TaskData
 from .causal_lm import collator_for, first_rows, prompt_ids, subset_train, task_options, tokenize_prompt_target, wants_bos
-from .errors import DataError
 from .generate import generate, settings
 from .instruction import alpaca_prompt
-from .local_files import hub_splits, local_paths, read_records
+from .local_files import hub_splits, local_paths
 from .math_answers import cot_exemplars, cot_prompt, flexible_answer, gold_answer, same_number, strict_answer
-from .rows import Rows, require_columns
+from .math_files import LAYOUTS, TRAIN_COLUMNS, check_splits, local_split
 
 GSM8K_HUB = ("openai/gsm8k", "main")
-LAYOUTS = {
-    "gsm8k": {"train": "train.jsonl", "test": "test.jsonl"},
-    "metamathqa": {"train": "MetaMathQA-395K.json", "test": "gsm8k_test.jsonl"},
-}
 DEFAULTS = {
     "train_prompt": "alpaca", "eval_prompt": "train", "num_fewshot": 8, "eval_examples": None, "max_new_tokens": 256,
     "eval_batch_size": 8, "stop": None, "num_samples": 3, "train_on_inputs": False, "add_bos": "auto", "add_eos": True,
@@ -65,30 +60,15 @@ def pairs(ds: Dataset, question: str, answer: str, style: str) -> Dataset:
                   remove_columns=ds.column_names, desc="format")
 
 
-def local_rows(path, columns: tuple[str, str], gsm8k_answers: bool) -> Dataset:
-    """A local split as a Dataset; every row is checked first, so a bad one is named by file and line."""
-    rows = read_records(path)
-    if not isinstance(rows, Rows) or not rows:
-        raise DataError(f"{path}: expected a non-empty list of rows (a .jsonl file or a .json list) with the columns {list(columns)}")
-    require_columns(rows, list(columns))
-    for i, row in enumerate(rows if gsm8k_answers else ()):
-        try:
-            gold_answer(row["answer"])
-        except ValueError as e:
-            raise DataError(f"{rows.where(i)}: {e}") from None
-    return Dataset.from_list(rows)
-
-
-def load_splits(task, hubs: dict[str, tuple[str, str | None, str]], train_cols: tuple[str, str]
-                ) -> tuple[dict[str, Dataset], dict[str, str]]:
-    """Each split from its local file when one is given, else from (hub id, config, hub split)."""
+def load_splits(task, hubs: dict[str, tuple[str, str | None, str]]) -> tuple[dict[str, Dataset], dict[str, str]]:
+    """Each split from its local file when one is given (checked row by row: math_files.py), else from
+    (hub id, config, hub split)."""
     layout = LAYOUTS[task.loader]
     paths = local_paths(task, layout) or {}
     out, where = {}, {}
     for split, (hub_id, config, hub_split) in hubs.items():
         if split in paths:
-            columns = train_cols if split == "train" else ("question", "answer")
-            out[split], where[split] = local_rows(paths[split], columns, split == "test"), str(paths[split])
+            out[split], where[split] = Dataset.from_list(local_split(task, split, paths[split])), str(paths[split])
         else:
             local = f"task.data_files.{split} (or task.data_dir/{layout[split]})"
             out[split] = hub_splits(hub_id, config, [hub_split], local)[hub_split]
@@ -146,24 +126,17 @@ def build(task, tokenizer, seed: int, train: Dataset, train_cols: tuple[str, str
     )
 
 
-def check_splits(task) -> None:
-    if task.train_split != "train" or list(task.eval_splits) != ["test"]:
-        raise ConfigError(f"task {task.name!r} uses train_split=train and eval_splits=[test] (GSM8K test); "
-                          f"got {task.train_split!r} and {list(task.eval_splits)}")
-
-
 @TASK_LOADERS.register("gsm8k")
 def load_gsm8k(task, tokenizer, seed: int) -> TaskData:
     opts = task_options(task, DEFAULTS)
     check_splits(task)
-    raw, source = load_splits(task, {s: (task.hub_id, task.hub_config, s) for s in ("train", "test")}, ("question", "answer"))
-    return build(task, tokenizer, seed, raw["train"], ("question", "answer"), raw["test"], source, opts)
+    raw, source = load_splits(task, {s: (task.hub_id, task.hub_config, s) for s in ("train", "test")})
+    return build(task, tokenizer, seed, raw["train"], TRAIN_COLUMNS["gsm8k"], raw["test"], source, opts)
 
 
 @TASK_LOADERS.register("metamathqa")
 def load_metamathqa(task, tokenizer, seed: int) -> TaskData:
     opts = task_options(task, {**DEFAULTS, "train_subset": "first"})
     check_splits(task)
-    raw, source = load_splits(task, {"train": (task.hub_id, task.hub_config, "train"), "test": (*GSM8K_HUB, "test")},
-                              ("query", "response"))
-    return build(task, tokenizer, seed, raw["train"], ("query", "response"), raw["test"], source, opts)
+    raw, source = load_splits(task, {"train": (task.hub_id, task.hub_config, "train"), "test": (*GSM8K_HUB, "test")})
+    return build(task, tokenizer, seed, raw["train"], TRAIN_COLUMNS["metamathqa"], raw["test"], source, opts)
