@@ -36,6 +36,13 @@ GROUP_SCHEMAS = {"train": TrainConfig, "model": ModelConfig, "task": TaskConfig,
                  "logger": LoggerConfig, "paths": PathsConfig}
 
 
+def invalid(errors: list[str]) -> ConfigError:
+    """One problem on one line; several as a list, so each can be fixed at once."""
+    if len(errors) == 1:
+        return ConfigError(f"invalid configuration: {errors[0]}")
+    return ConfigError("invalid configuration:\n  - " + "\n  - ".join(errors))
+
+
 def _get(cfg, dotted):
     node = cfg
     for part in dotted.split("."):
@@ -136,7 +143,7 @@ def check(cfg: DictConfig) -> None:
     """Every check that needs only the config. Raises ConfigError listing all problems."""
     errors = unknown_keys(cfg) + non_finite_numbers(cfg)
     if errors:  # the remaining checks may trip over unknown or non-finite values
-        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(errors))
+        raise invalid(errors)
     for key, allowed in CHOICES.items():
         if _get(cfg, key) not in allowed:
             errors.append(f"{key}={_get(cfg, key)!r} is not one of {list(allowed)}")
@@ -160,7 +167,7 @@ def check(cfg: DictConfig) -> None:
         except ValueError as e:
             errors.append(str(e))
     if errors:
-        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(errors))
+        raise invalid(errors)
 
 
 def preflight(cfg: DictConfig) -> None:
@@ -188,5 +195,5 @@ def checked_method(cfg: DictConfig):
         method.validate(cfg)
         check_eval_config(cfg)
     except ValueError as e:
-        raise ConfigError(f"invalid configuration:\n  - {e}") from None
+        raise invalid([str(e)]) from None
     return method

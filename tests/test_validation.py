@@ -74,3 +74,12 @@ def test_cli_bad_input_exits_2_without_traceback(tmp_path, arg, message):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_one_problem_is_one_line_several_are_listed():
+    with pytest.raises(ConfigError) as one:
+        check(compose_cfg(["train.lr=nan"]))
+    assert str(one.value) == "invalid configuration: train.lr=nan is not a finite number"
+    with pytest.raises(ConfigError) as two:
+        check(compose_cfg(["train.batch_size=0", "train.warmup_ratio=2.0"]))
+    assert str(two.value).splitlines()[1:] == ["  - train.batch_size=0 must be > 0", "  - train.warmup_ratio=2.0 must be in [0, 1)"]
