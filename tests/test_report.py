@@ -34,6 +34,8 @@ def test_report_states_commands_claims_figures_and_what_was_not_run(tmp_path):
     fig3 = [rec(m, s, "sst2", a) for m, s, a in (("pst", 0.5, 0.85), ("pst", 0.95, 0.7), ("magnitude", 0.5, 0.84),
                                                   ("magnitude", 0.95, 0.6))]
     write_table_dir(outputs, "pst-figure3", fig3)
+    (results / "pst-table2" / "cpu").mkdir(parents=True)
+    (results / "pst-table2" / "cpu" / "notes.md").write_text("MvP's score lr collapses it here.")
     assert len(collect(outputs, results)) == 2
     assert len(list(results.glob("pst-table2/cpu/runs/*/results.json"))) == len(t2)
     text = write_report(results, doc).read_text()
@@ -46,6 +48,7 @@ def test_report_states_commands_claims_figures_and_what_was_not_run(tmp_path):
     assert "full FT >= PST at 90 % (the dense upper bound): holds (90.00 vs 80.00 over 1 task(s))" in sec
     assert "PST >= MaP at 50 %" not in sec  # not measured: not claimed either way
     assert "| pst | 80.00 |" in sec
+    assert "**What we think, and what we measured:**\n\nMvP's score lr collapses it here." in sec  # kept by collect
     assert (doc.parent / "figures" / "pst-figure3.png").stat().st_size > 1000
     assert "![pst-figure3](figures/pst-figure3.png)" in text
     for name, t in TABLES.items():

@@ -22,12 +22,13 @@ from .reproduce import expand
 
 # ---- collecting ---------------------------------------------------------------------------------
 def collect(outputs: Path, dest: Path) -> list[str]:
-    """Copy every table's records (results.json of each job, reproduce.json, table.md) from outputs into dest."""
+    """Copy every table's records (results.json of each job, reproduce.json, table.md) from outputs into dest,
+    replacing the earlier copy of those; an analysis kept beside them (notes.md, diagnostics/) stays."""
     copied = []
     for manifest in sorted(outputs.glob("*/*/reproduce.json")):
         src, out = manifest.parent, dest / manifest.parent.relative_to(outputs)
-        shutil.rmtree(out, ignore_errors=True)
-        out.mkdir(parents=True)
+        shutil.rmtree(out / "runs", ignore_errors=True)  # notes.md and diagnostics/ beside it are a person's: kept
+        out.mkdir(parents=True, exist_ok=True)
         for name in ("reproduce.json", "table.md"):
             if (src / name).exists():
                 shutil.copy2(src / name, out / name)
@@ -232,6 +233,9 @@ def section(name: str, results: Path, figures: Path, doc_dir: Path) -> list[str]
         fig = make_figure(records, figures / f"{name}.png")
         if fig is not None:
             lines += [f"![{name}]({fig.relative_to(doc_dir).as_posix()})", ""]
+    notes = table_dir / "notes.md"  # the analysis of a claim that does not hold: written by a person, citing records
+    if notes.exists():
+        lines += ["**What we think, and what we measured:**", "", notes.read_text().strip(), ""]
     table = (table_dir / "table.md").read_text() if (table_dir / "table.md").exists() else "(no table.md)"
     lines += [table.strip(), ""]
     return lines
