@@ -5,23 +5,28 @@ import hydra
 from omegaconf import DictConfig
 
 import sparsetune.schema
-from sparsetune.cli import main_entry
+from sparsetune.cli import HeldStderr, main_entry
 
 sparsetune.schema.register()
-_job_started = False
+_held = HeldStderr()  # Hydra's own composition errors, until the job starts
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> None:
-    global _job_started
-    _job_started = True
+    _held.release()
     main_entry(cfg)
 
 
 if __name__ == "__main__":
+    sys.stderr = _held
     try:
         main()
     except SystemExit as e:
-        # Hydra exits 1 when the command line does not compose (unknown option, wrong type): that is
-        # bad input, exit 2 like every other user error; a job's own exit code passes through.
-        sys.exit(2 if e.code == 1 and not _job_started else e.code)
+        # Hydra exits 1 when the command line does not compose (unknown option, wrong type): that is bad input,
+        # reported like every other user error (one line, exit 2); a job's own exit code passes through
+        if e.code == 1 and not _held.released:
+            _held.release(one_line=True)
+            sys.exit(2)
+        raise
+    finally:
+        _held.release()

@@ -80,6 +80,53 @@ def main_entry(cfg: DictConfig) -> None:
     print("\n" + summary(res), flush=True)
 
 
+class HeldStderr:
+    """stderr for the time before a job starts: what Hydra writes there (its composition errors: several lines
+    and a hint about HYDRA_FULL_ERROR) is held, then passed on as it was, or folded into one `error:` line when
+    the command line did not compose."""
+
+    def __init__(self):
+        self.real, self.held, self.released = sys.stderr, [], False
+
+    def write(self, text: str) -> int:
+        if self.released:
+            return self.real.write(text)
+        self.held.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.real.flush()
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def release(self, one_line: bool = False) -> None:
+        if self.released:
+            return
+        self.released = True
+        sys.stderr = self.real
+        text = "".join(self.held)
+        if one_line and text.strip():
+            text = "error: " + fold_hydra_error(text) + "\n"
+        self.real.write(text)
+        self.real.flush()
+
+
+def fold_hydra_error(text: str) -> str:
+    """Hydra's multi-line composition error as one line: `In 'train': Could not find 'method/nope'; available
+    options in 'method': full, lora, ...`."""
+    text = text.split("Config search path:")[0]  # Hydra's search-path dump after the options list
+    internals = ("HYDRA_FULL_ERROR", "reference_type=", "object_type=")
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not any(i in line for i in internals)]
+    head, options = [], []
+    for line in lines:
+        (options if options or line.lower().startswith("available options") else head).append(line)
+    folded = "; ".join(head)
+    if options:
+        folded += f"; {options[0].rstrip(':').lower()}: " + ", ".join(options[1:])
+    return folded
+
+
 def interrupted_line(e: BaseException) -> str:
     rec = getattr(e, "run_record", None) or {}
     where = f" at step {rec['last_step']}" if rec.get("last_step") is not None else ""

@@ -64,7 +64,7 @@ def test_config_checks_import_neither_torch_nor_transformers():
 
 @pytest.mark.parametrize("arg,message", [
     ("train.batch_size=abc", "could not be converted to Integer"),  # Hydra's compose-time type error
-    ("method=nope", "Could not find 'method/nope'"),
+    ("method=nope", "Could not find 'method/nope'; available options in 'method': full, lora,"),
     ("+method.sparsty=0.5", "did you mean method.sparsity"),
     ("train.lr=nan", "train.lr=nan is not a finite number"),
 ])
@@ -73,6 +73,7 @@ def test_cli_bad_input_exits_2_without_traceback(tmp_path, arg, message):
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith("error: ")  # one line, also Hydra's
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
