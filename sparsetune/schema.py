@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
 
-from .method_schemas import METHOD_SCHEMAS, MethodConfig, SparseMethodConfig  # noqa: F401  (re-exported)
+from .method_schemas import METHOD_SCHEMAS
 
 
 def open_dict_node() -> DictConfig:

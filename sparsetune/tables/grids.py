@@ -8,7 +8,7 @@ the table builder (the papers pick the best point of an lr search on dev).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass
@@ -29,8 +29,6 @@ class PaperTable:
     cpu: Grid | None
     cost: str  # paper-scale cost: a rough estimate of A100-hours, for planning
     missing: str = ""  # why a scale has no grid
-    figure: bool = False
-    extras: dict = field(default_factory=dict)
 
 
 GLUE_CPU = ("glue/sst2", "glue/mrpc", "glue/stsb")
@@ -112,7 +110,7 @@ TABLES: dict[str, PaperTable] = {
              ("glue/mrpc", "glue/sst2"), seeds=(43,)),
         Grid(PST_CPU, [{"method": ["magnitude", "movement", "pst"], "method.sparsity": [0.5, 0.7, 0.9, 0.95]}],
              ("glue/sst2", "glue/mrpc"), note="MiniLM-L6, 4 sparsities, 1,000 training examples, 2 epochs"),
-        cost="18 runs x 2 tasks, BERT-base: ~60 GPU-hours", figure=True),
+        cost="18 runs x 2 tasks, BERT-base: ~60 GPU-hours"),
     "pst-table3": PaperTable(
         "GPT-2 medium on E2E / DART / WebNLG at 90 %", "pst-table3",
         Grid({"experiment": "pst-e2e-gpt2"}, [{"method": "full"}, {"method": ["magnitude", "movement", "pst"], "method.sparsity": 0.9}],
@@ -193,7 +191,7 @@ TABLES: dict[str, PaperTable] = {
               {"method": "speft", "salience": "gradient", "method.match_lora_rank": [2, 8, 32]}],
              ("glue/sst2", "glue/mrpc"), note="MiniLM-L6 on SST-2 / MRPC (no CPU-sized math model): the budget trend "
                                               "only; LoRA alpha = r as the paper"),
-        cost="18 runs, Gemma2-2b 1 epoch of 100k examples: ~200 GPU-hours", figure=True),
+        cost="18 runs, Gemma2-2b 1 epoch of 100k examples: ~200 GPU-hours"),
     "spp-table2": PaperTable(
         "zero-shot lm-eval after one-shot pruning, with and without SPP (50 %, 2:4)", "spp-table2",
         _pruner_grid(SPP_PAPER, [UNSTRUCTURED_50, TWO_FOUR], [PRUNED_ONLY, {}], LLAMA),
