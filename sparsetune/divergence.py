@@ -103,7 +103,8 @@ class DivergenceGuard(TrainerCallback):
     def on_pre_optimizer_step(self, args, state, control, model=None, **kw):
         if self._loss_scaled:
             return
-        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        # a SPEFT layer can hold no selected entry (global ranking): its empty gradient has no norm to take
+        grads = [p.grad for p in model.parameters() if p.grad is not None and p.grad.numel()]
         if grads and not bool(torch.isfinite(torch.nn.utils.get_total_norm(grads, norm_type=float("inf")))):
             self._stop("non-finite gradients", state.global_step + 1)
 

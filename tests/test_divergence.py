@@ -116,6 +116,21 @@ def test_a_healthy_run_is_not_stopped(tmp_path):
     assert trainer.state.global_step == 6 and all(math.isfinite(h["loss"]) for h in trainer.state.log_history if "loss" in h)
 
 
+def test_an_empty_trainable_tensor_is_no_divergence(tmp_path):
+    # global SPEFT ranking can leave a layer with no selected entry: a 0-element parameter with a 0-element gradient
+    class WithEmpty(Toy):
+        def __init__(self):
+            super().__init__()
+            self.empty = nn.Parameter(torch.zeros(0))
+
+        def forward(self, x, labels):
+            out = super().forward(x, labels)
+            return {"loss": out["loss"] + self.empty.sum()}  # a 0-element gradient, as an empty SPEFT layer's
+
+    trainer = train(tmp_path, WithEmpty())
+    assert trainer.state.global_step == 6
+
+
 def test_nan_mask_scores_are_a_divergence_at_the_trainer_step(tmp_path):
     with pytest.raises(Diverged, match="NaN"):
         topk_mask(torch.tensor([1.0, NAN, 2.0, 3.0]), 0.5)
