@@ -23,6 +23,7 @@ from sparsetune.tasks.math import load_gsm8k
 from sparsetune.tiny_tokenizer import bytelevel_tokenizer, wordpiece_tokenizer
 from sparsetune.validate import check
 from conftest import CONF, TINY, compose_cfg
+from data_files import jsonl, sst2_tsv, write
 
 ROOT = Path(CONF).parent
 
@@ -35,20 +36,6 @@ def wordpiece():
 @pytest.fixture(scope="module")
 def bytelevel():
     return bytelevel_tokenizer()
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def jsonl(path: Path, rows: list) -> Path:
-    return write(path, "".join(json.dumps(r) + "\n" for r in rows))
-
-
-def sst2_tsv(labels: list[str]) -> str:
-    return "sentence\tlabel\n" + "".join(f"a film {i} .\t{lab}\n" for i, lab in enumerate(labels))
 
 
 def glue_task(*overrides):

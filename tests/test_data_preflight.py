@@ -20,23 +20,10 @@ from sparsetune.tasks.preflight import check_data
 from sparsetune.tiny_tokenizer import bytelevel_tokenizer, wordpiece_tokenizer
 from sparsetune.validate import preflight
 from conftest import CONF, compose_cfg
+from data_files import jsonl, sst2_tsv, write
 
 ROOT = Path(CONF).parent
 HEAVY = ("torch", "transformers", "datasets")
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def jsonl(path: Path, rows: list) -> Path:
-    return write(path, "".join(json.dumps(r) + "\n" for r in rows))
-
-
-def sst2_tsv(labels: list[str]) -> str:
-    return "sentence\tlabel\n" + "".join(f"a film {i} .\t{lab}\n" for i, lab in enumerate(labels))
 
 
 def bad_data(tmp: Path) -> list[tuple[list[str], str]]:
