@@ -142,12 +142,11 @@ CLAIMS: dict[str, Callable[[list[dict]], list[tuple]]] = {
 def sparsity_figure(records: list[dict], out: Path) -> Path | None:
     """Accuracy vs sparsity, one line per sparse method (PST Fig. 3)."""
     series = defaultdict(dict)
-    for r in records:
-        s = setting(r)
-        if s["sparsity"]:
-            v = mean_over(records, at(s["method"], s["sparsity"]))
-            if v is not None:
-                series[s["method"]][100 * s["sparsity"]] = v
+    points = {(s["method"], s["sparsity"]) for s in map(setting, records) if s["sparsity"]}
+    for method, sparsity in points:  # each point once, not once per record behind it
+        v = mean_over(records, at(method, sparsity))
+        if v is not None:
+            series[method][100 * sparsity] = v
     return _lines(series, out, "sparsity (%)", "dev score, mean over tasks")
 
 
