@@ -152,8 +152,9 @@ def test_none_and_bad_configs(tiny, data_dir, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="nothing to evaluate"):
         check_eval_config(eval_cfg(tmp_path))
     local = dict(data_dir=str(data_dir), tasks=["arc_easy"])
-    with pytest.raises(ValueError, match="not in eval.tasks"):
-        check_eval_config(eval_cfg(tmp_path, num_fewshot={"mmlu": 5}, **local))
+    check_eval_config(eval_cfg(tmp_path, num_fewshot={"mmlu": 5}, **local))  # a preset's setting for a task not run
+    with pytest.raises(ValueError, match=r"\['mmul'\] that are not in eval.tasks"):
+        check_eval_config(eval_cfg(tmp_path, num_fewshot={"mmul": 5}, **local))
     with pytest.raises(ValueError, match="integer >= 1"):
         check_eval_config(eval_cfg(tmp_path, limit=0, **local))
     with pytest.raises(ValueError, match="integer >= 0"):

@@ -4,11 +4,12 @@ from __future__ import annotations
 import json
 
 from sparsetune.tables.grids import TABLES
-from sparsetune.tables.report import collect, write_report
+from sparsetune.tables.report import best_of_search, collect, write_report
 
 
-def rec(method, sparsity, task, acc, steps=100):
+def rec(method, sparsity, task, acc, steps=100, lr=None):
     return {"status": "completed", "config": {"method": {"name": method}, "salience": {"name": "magnitude"},
+                                              "train": {"lr": lr},
                                               "task": {"name": task, "main_metric": "accuracy"}, "mask_schedule": {"name": "cubic"}},
             "metrics": {"eval": {"accuracy": acc}}, "sparsity": {"target": sparsity}, "timing": {"steps": steps},
             "params": {"trainable_without_head_percent": 1.0}}
@@ -56,3 +57,20 @@ def test_report_states_commands_claims_figures_and_what_was_not_run(tmp_path):
             assert f"## {name}:" in text
     assert "**Not run yet at CPU scale.** `make speft-table1`" in text
     assert "**No CPU miniature**: no GPT-2 weights offline" in text
+
+
+def test_claims_compare_each_setting_at_its_best_searched_lr(tmp_path):
+    # PST is best at 5e-4, MaP at 1e-4: each is compared at its own best point, never at the search's average
+    records = [rec("pst", 0.9, "sst2", 0.53, lr=1e-4), rec("pst", 0.9, "sst2", 0.76, lr=5e-4),
+               rec("magnitude", 0.9, "sst2", 0.63, lr=1e-4), rec("magnitude", 0.9, "sst2", 0.60, lr=5e-4),
+               rec("pst", 0.9, "mrpc", 0.81, lr=1e-4), rec("pst", 0.9, "mrpc", 0.80, lr=5e-4)]
+    kept = best_of_search(records, "lr")
+    assert sorted((r["config"]["method"]["name"], r["config"]["task"]["name"], r["config"]["train"]["lr"]) for r in kept) == [
+        ("magnitude", "sst2", 1e-4), ("pst", "mrpc", 1e-4), ("pst", "sst2", 5e-4)]
+    assert best_of_search(records, None) == records
+    outputs, results, doc = tmp_path / "outputs", tmp_path / "results", tmp_path / "docs" / "REPRODUCTION.md"
+    write_table_dir(outputs, "pst-table2", records)  # pst-table2's CPU grid searches lr
+    collect(outputs, results)
+    text = write_report(results, doc).read_text()
+    assert "PST >= MaP at 90 % (GLUE average): holds (76.00 vs 63.00 over 1 task(s))" in text
+    assert "best lr per task" in text

@@ -21,7 +21,9 @@ PYTHON_RANDOM_SEED = 0  # lm-eval's default for python's `random`
 
 
 def per_task(value, tasks: list[str], key: str, default, minimum: int = 0) -> dict[str, int | None]:
-    """An int for every task, or a {task: int} mapping (tasks not named get `default`)."""
+    """An int for every task, or a {task: int} mapping (tasks not named get `default`). A mapping may name known
+    tasks that this run does not evaluate (a preset's `{mmlu: 5}` under a narrowed eval.tasks); any other name
+    is a typo and fails."""
     def checked(v, where):
         if v is None:
             return None
@@ -32,7 +34,7 @@ def per_task(value, tasks: list[str], key: str, default, minimum: int = 0) -> di
     if value is None or isinstance(value, int):
         return {t: checked(value if value is not None else default, key) for t in tasks}
     if hasattr(value, "items"):
-        unknown = sorted(set(value) - set(tasks))
+        unknown = sorted(set(value) - set(tasks) - set(LOCAL_TASK_NAMES))
         if unknown:
             raise ValueError(f"{key} names tasks {unknown} that are not in eval.tasks {tasks}")
         return {t: checked(value.get(t, default), f"{key}.{t}") for t in tasks}

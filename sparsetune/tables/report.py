@@ -15,6 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Callable
 
+from .build import SHORT_NAMES
 from .columns import lookup
 from .grids import TABLES
 from .reproduce import expand
@@ -64,6 +65,26 @@ def setting(rec: dict) -> dict:
             "salience": (c.get("salience") or {}).get("name"), "trained": (rec.get("timing") or {}).get("steps", 0) > 0,
             "task": (c.get("task") or {}).get("name"), "schedule": (c.get("mask_schedule") or {}).get("name"),
             "scope": m.get("scope"), "r": m.get("r"), "zero_init": m.get("zero_init"), "use_beta": m.get("use_beta")}
+
+
+def best_of_search(records: list[dict], searched: str | None) -> list[dict]:
+    """Where the grid searched settings (e.g. "lr"), keep per setting and task only the records of the searched
+    point with the best mean dev score, as the table builder does: claims and figures then compare each
+    method at its own best point, never an average over the search."""
+    if not searched:
+        return records
+    paths = [SHORT_NAMES.get(n, n) for n in searched.split(",")]
+    groups: dict = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        point = tuple(lookup(r, f"config.{p}") for p in paths)
+        groups[tuple(sorted((k, str(v)) for k, v in setting(r).items()))][point].append(r)
+    kept = []
+    for points in groups.values():
+        scored = [(statistics.fmean(v), p) for p, rs in points.items()
+                  if (v := [x for x in map(main_score, rs) if x is not None])]
+        if scored:
+            kept += points[max(scored, key=lambda s: s[0])[1]]
+    return kept
 
 
 def per_task(records: list[dict], keep: Callable[[dict], bool], value=main_score) -> dict[str, float]:
@@ -220,7 +241,11 @@ def section(name: str, results: Path, figures: Path, doc_dir: Path) -> list[str]
               f"- scale: CPU miniature — {m.get('note') or spec.cpu.note}",
               f"- paper scale: `make {name} SCALE=paper` ({spec.cost})",
               f"- records: `{table_dir.relative_to(doc_dir.parent)}/runs/*/results.json`", ""]
-    records = load_records(table_dir)
+    searched = spec.cpu.select_best if spec.cpu else None
+    records = best_of_search(load_records(table_dir), searched)
+    if searched:
+        lines += [f"Claims and figure use each setting's best {searched} per task (by the task's main dev metric), "
+                  "as the table below does.", ""]
     checks = CLAIMS.get(name, lambda rs: [])(records)
     measured = [c for c in checks if c[1] is not None]
     if measured:
