@@ -74,3 +74,26 @@ def test_claims_compare_each_setting_at_its_best_searched_lr(tmp_path):
     text = write_report(results, doc).read_text()
     assert "PST >= MaP at 90 % (GLUE average): holds (76.00 vs 63.00 over 1 task(s))" in text
     assert "best lr per task" in text
+
+
+def spp_rec(method, pruner, sparsity, ppl, trained):
+    return {"status": "completed", "config": {"method": {"name": method, "pattern": "unstructured"},
+                                              "salience": {"name": pruner}, "task": {"name": "alpaca"}},
+            "metrics": {"perplexity": {"perplexity": ppl}, "harness": {"rte": {"acc": 0.5}}},
+            "sparsity": {"target": sparsity}, "timing": {"steps": 40 if trained else 0}}
+
+
+def test_perplexity_figure_draws_spp_tables_2_and_3_together(tmp_path, monkeypatch):
+    from sparsetune.tables import report
+
+    drawn = {}
+    monkeypatch.setattr(report, "_lines", lambda series, out, *a, **k: drawn.update(series) or None)
+    outputs, results = tmp_path / "outputs", tmp_path / "results"
+    write_table_dir(outputs, "spp-table2", [spp_rec("full", "wanda", None, 20.0, False),
+                                            spp_rec("spp", "wanda", 0.5, 30.0, False), spp_rec("spp", "wanda", 0.5, 25.0, True)])
+    write_table_dir(outputs, "spp-table3", [spp_rec("spp", "wanda", 0.75, 300.0, False), spp_rec("spp", "wanda", 0.75, 90.0, True)])
+    collect(outputs, results)
+    text = write_report(results, tmp_path / "docs" / "REPRODUCTION.md").read_text()
+    # each line: the dense model at 0 %, then 50 % from Table 2 and 75 % from Table 3
+    assert drawn == {"wanda (pruned only)": {0.0: 20.0, 50.0: 30.0, 75.0: 300.0}, "wanda + SPP": {0.0: 20.0, 50.0: 25.0, 75.0: 90.0}}
+    assert "SPP lowers WikiText-2 perplexity after wanda unstructured: holds (90.00 vs 300.00 over 1 task(s))" in text

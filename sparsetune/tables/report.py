@@ -183,7 +183,22 @@ def budget_figure(records: list[dict], out: Path) -> Path | None:
                   "trainable parameters (% of the model)", "dev score, mean over tasks", log_x=True)
 
 
-def _lines(series: dict, out: Path, xlabel: str, ylabel: str, log_x: bool = False) -> Path | None:
+def perplexity_figure(records: list[dict], out: Path) -> Path | None:
+    """WikiText-2 perplexity vs unstructured sparsity, one line per pruner, pruned only and + SPP; the dense
+    model is every line's 0 % point (SPP Tables 2 and 3 together give 0, 50 and 75 %)."""
+    dense = [p for r in records if setting(r)["method"] == "full" and (p := perplexity(r)) is not None]
+    series = defaultdict(dict)
+    for r in records:
+        s, ppl = setting(r), perplexity(r)
+        if s["method"] == "spp" and s["pattern"] == "unstructured" and s["sparsity"] and ppl is not None:
+            series[f"{s['salience']}{' + SPP' if s['trained'] else ' (pruned only)'}"][100 * s["sparsity"]] = ppl
+    for line in series.values():
+        if dense:
+            line[0.0] = statistics.fmean(dense)
+    return _lines(series, out, "unstructured sparsity (%)", "WikiText-2 perplexity", log_y=True)
+
+
+def _lines(series: dict, out: Path, xlabel: str, ylabel: str, log_x: bool = False, log_y: bool = False) -> Path | None:
     if not series:
         return None
     import matplotlib
@@ -197,6 +212,8 @@ def _lines(series: dict, out: Path, xlabel: str, ylabel: str, log_x: bool = Fals
         ax.plot(xs, [pts[x] for x in xs], marker="o", label=name)
     if log_x:
         ax.set_xscale("log")
+    if log_y:
+        ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.legend()
@@ -207,7 +224,10 @@ def _lines(series: dict, out: Path, xlabel: str, ylabel: str, log_x: bool = Fals
     return out
 
 
-FIGURES = {"pst-figure3": sparsity_figure, "pst-table2": sparsity_figure, "speft-figure2": budget_figure}
+FIGURES = {"pst-figure3": sparsity_figure, "pst-table2": sparsity_figure, "speft-figure2": budget_figure,
+           "spp-table3": perplexity_figure}
+# a figure drawn from several tables' records (its own table's first)
+FIGURE_SOURCES = {"spp-table3": ("spp-table3", "spp-table2")}
 
 
 # ---- the report -----------------------------------------------------------------------------------
@@ -218,6 +238,12 @@ def load_records(table_dir: Path) -> list[dict]:
         if rec.get("status") == "completed":
             recs.append(rec)
     return recs
+
+
+def table_records(results: Path, name: str) -> list[dict]:
+    """A table's completed CPU-scale records, each setting at its best searched point where the grid searched."""
+    spec = TABLES[name]
+    return best_of_search(load_records(results / name / "cpu"), spec.cpu.select_best if spec.cpu else None)
 
 
 def section(name: str, results: Path, figures: Path, doc_dir: Path) -> list[str]:
@@ -242,7 +268,7 @@ def section(name: str, results: Path, figures: Path, doc_dir: Path) -> list[str]
               f"- paper scale: `make {name} SCALE=paper` ({spec.cost})",
               f"- records: `{table_dir.relative_to(doc_dir.parent)}/runs/*/results.json`", ""]
     searched = spec.cpu.select_best if spec.cpu else None
-    records = best_of_search(load_records(table_dir), searched)
+    records = table_records(results, name)
     if searched:
         lines += [f"Claims and figure use each setting's best {searched} per task (by the task's main dev metric), "
                   "as the table below does.", ""]
@@ -254,7 +280,8 @@ def section(name: str, results: Path, figures: Path, doc_dir: Path) -> list[str]
         lines.append("")
     make_figure = FIGURES.get(name)
     if make_figure and records:
-        fig = make_figure(records, figures / f"{name}.png")
+        drawn = [r for t in FIGURE_SOURCES.get(name, (name,)) for r in table_records(results, t)]
+        fig = make_figure(drawn, figures / f"{name}.png")
         if fig is not None:
             lines += [f"![{name}]({fig.relative_to(doc_dir).as_posix()})", ""]
     notes = table_dir / "notes.md"  # the analysis of a claim that does not hold: written by a person, citing records
