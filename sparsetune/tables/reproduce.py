@@ -110,7 +110,7 @@ def reproduce(name: str, scale: str, data: str, out_root: Path, jobs: int, dry: 
         return {"jobs": len(job_list)}
     runs_dir.mkdir(parents=True, exist_ok=True)
     log_dir.mkdir(parents=True, exist_ok=True)
-    started, t0 = time.strftime("%Y-%m-%dT%H:%M:%S%z"), time.time()
+    started, t0, sha = time.strftime("%Y-%m-%dT%H:%M:%S%z"), time.time(), git_sha()  # the code the jobs start from
     print(f"{name} ({scale} scale): {len(job_list)} jobs, {jobs} at a time; logs in {log_dir}", flush=True)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         results = list(pool.map(lambda o: run_job(o, runs_dir / job_dir_name(o), log_dir), job_list))
@@ -119,7 +119,7 @@ def reproduce(name: str, scale: str, data: str, out_root: Path, jobs: int, dry: 
     table = build_table(name, grid, runs_dir)
     manifest = {"table": name, "paper": spec.paper, "title": spec.title, "scale": scale, "note": grid.note,
                 "command": f"make {name} SCALE={scale} DATA={data}", "started": started,
-                "seconds": round(time.time() - t0, 1), "git_sha": git_sha(), "data": data, "jobs": results}
+                "seconds": round(time.time() - t0, 1), "git_sha": sha, "data": data, "jobs": results}
     (out / "reproduce.json").write_text(json.dumps(manifest, indent=2))
     (out / "table.md").write_text(table)
     print(table, flush=True)
