@@ -44,5 +44,8 @@ def test_every_table_has_a_make_target_and_a_readme_row():
     makefile, readme = (root / "Makefile").read_text(), (root / "README.md").read_text()
     targets = makefile.split("PAPER_TABLES :=")[1].split(".PHONY")[0].replace("\\", " ").split()
     assert sorted(targets) == sorted(TABLES)
-    for name in TABLES:
-        assert f"| `{name}` |" in readme, name
+    for name, spec in TABLES.items():
+        row = next((line for line in readme.splitlines() if line.startswith(f"| `{name}` |")), None)
+        assert row is not None, name
+        cpu_cell = row.split(" | ")[2]
+        assert cpu_cell == (f"{len(expand(spec.cpu, 'DATA'))} jobs" if spec.cpu else f"none: {spec.missing}"), row
