@@ -16,7 +16,7 @@ SCORE_TERMS = ("magnitude", "lowrank", "structured")  # PST: |W0 + βUV|, α1·A
 SCORE_INITS = ("magnitude", "constant")  # MvP: scores start at |W| or 0
 SPP_IMPLS = ("blocked", "naive")  # SPP eq. 7 memory-efficient form | explicit W~' (eq. 4-5)
 SPP_ZERO_INITS = ("beta", "alpha", "none", "both")  # SPP Tables 4 / 8: which factors start at zero
-PRUNERS = ("magnitude", "wanda", "sparsegpt")
+PRUNERS = ("magnitude", "wanda", "sparsegpt", "dsnot")
 SCOPES = ("local", "global")
 
 
@@ -70,6 +70,36 @@ def pattern_sparsity(pattern: str, sparsity: float | None) -> float:
             f"method.sparsity={sparsity} contradicts it: leave sparsity unset (null) or set it to {implied:g}"
         )
     return implied
+
+
+# DSnoT (salience=dsnot): its own options, their defaults (the reference's), and the keys it shares
+DSNOT_BASES = ("wanda", "sparsegpt", "magnitude")
+DSNOT_LAYERS = ("attention", "all")  # attention = model.attention_modules only (reference skip_layer=mlp)
+DSNOT_DEFAULTS = {"base": "wanda", "max_cycles": 50, "update_threshold": 0.1, "gamma": 1.0,
+                  "same_sign": None, "layers": "attention"}
+DSNOT_SHARED_KEYS = ("calibration", "percdamp")  # percdamp: damping of the base=sparsegpt score
+
+
+def check_dsnot_options(options) -> dict:
+    """DSnoT's own options with defaults filled in; one-line errors for unknown keys or bad values."""
+    options = dict(options or {})
+    allowed = sorted([*DSNOT_DEFAULTS, *DSNOT_SHARED_KEYS])
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown salience.options {unknown} for dsnot; allowed: {allowed}")
+    out = {**DSNOT_DEFAULTS, **{k: options[k] for k in DSNOT_DEFAULTS if k in options}}
+    check_choice(out["base"], DSNOT_BASES, "salience.options.base (dsnot's initial mask)")
+    check_choice(out["layers"], DSNOT_LAYERS, "salience.options.layers (matrices dsnot refines)")
+    if out["same_sign"] not in (None, True, False):
+        raise ValueError(f"salience.options.same_sign must be null (as the reference), true or false, got {out['same_sign']!r}")
+    if isinstance(out["max_cycles"], bool) or not isinstance(out["max_cycles"], int) or out["max_cycles"] < 1:
+        raise ValueError(f"salience.options.max_cycles must be an integer >= 1, got {out['max_cycles']!r}")
+    for key in ("update_threshold", "gamma"):
+        value = out[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) < float("inf"):
+            raise ValueError(f"salience.options.{key} must be a finite number >= 0, got {value!r}")
+    out["update_threshold"], out["gamma"] = float(out["update_threshold"]), float(out["gamma"])
+    return out
 
 
 def check_score_terms(terms) -> tuple[str, ...]:
@@ -241,6 +271,11 @@ class OneShotPruneConfig(SparseMethodConfig):
         if m.get("scope", "local") != "local":
             raise ValueError(f"{m.name}: post-training pruners rank per matrix (method.scope=local), got {m.scope!r}")
         check_choice(str(cfg.salience.name), PRUNERS, f"salience (the pruner of method={m.name})")
+        if str(cfg.salience.name) == "dsnot":
+            dsnot = check_dsnot_options(cfg.salience.get("options") or {})
+            if dsnot["layers"] == "attention" and not cfg.model.get("attention_modules"):
+                raise ValueError("salience=dsnot with layers=attention needs model.attention_modules (the attention "
+                                 "projections' name suffixes); or set salience.options.layers=all")
         pattern_sparsity(str(m.pattern), m.get("sparsity"))
         check_positive_int(m.r, "method.r")
         check_fraction(m.dropout, "method.dropout")
