@@ -43,10 +43,14 @@ SCALE ?= cpu
 JOBS ?= 2
 PAPER_TABLES := pst-table2 pst-table3 pst-table4 pst-table5 pst-figure3 speft-table1 speft-table2 speft-table3 \
 	speft-table4 speft-table9 speft-table11 speft-figure2 \
-	spp-table2 spp-table3 spp-table4 spp-table5 spp-table6 spp-table7 spp-table8
-.PHONY: $(PAPER_TABLES) tables-list reproduction-report
+	spp-table2 spp-table3 spp-table4 spp-table5 spp-figure1 spp-table6 spp-table7 spp-table8
+.PHONY: $(PAPER_TABLES) pst-figure45 tables-list reproduction-report
 $(PAPER_TABLES): setup
 	$(OFFLINE) $(PY) scripts/reproduce.py $@ --scale $(SCALE) --data $(DATA) --jobs $(JOBS)
+
+pst-figure45: setup  # PST Fig. 4 / 5 (kept-weight histograms, mask similarity) from pst-figure3's 90 % runs
+	$(PY) scripts/analysis_figures.py outputs/tables/pst-figure3/$(SCALE)/runs --where method.sparsity=0.9 task.name=sst2 \
+	  --best-of lr --out docs/figures/pst-figure45
 
 reproduction-report: setup  # docs/REPRODUCTION.md (+ docs/results, docs/figures) from outputs/tables
 	$(PY) scripts/reproduction_report.py --collect outputs/tables

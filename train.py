@@ -12,9 +12,9 @@ _held = HeldStderr()  # Hydra's own composition errors, until the job starts
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float | None:
     _held.release()
-    main_entry(cfg)
+    return main_entry(cfg)  # the objective, for sweepers such as Optuna
 
 
 if __name__ == "__main__":

@@ -2,10 +2,13 @@
 
     python scripts/prune_ppl.py --model smollm2-135m --data ../shared/data --out outputs/table-spp-ppl
 
-For each pruner (dense, magnitude, wanda, sparsegpt) and pattern (unstructured 50 %, 2:4) it prunes a fresh
+For each pruner (dense, magnitude, wanda, sparsegpt, dsnot) and pattern (unstructured 50 %, 2:4) it prunes a fresh
 copy of the model, measures the exact sparsity of the target matrices, evaluates token-level perplexity on
 the WikiText-2 test text (joined with blank lines, fixed-length chunks), writes one results.json per cell
 with every setting (calibration source/count/length/seed, eval seqlen/chunks) and prints the table.
+dsnot refines a base mask (--dsnot-base, default wanda) on the model config's attention_modules
+(--dsnot-layers attention, the reference's skip_layer=mlp) or on every target (all); its record holds the
+swaps per matrix.
 """
 from __future__ import annotations
 
@@ -34,6 +37,10 @@ def main() -> int:
     ap.add_argument("--seqlen", type=int, default=512, help="evaluation chunk length")
     ap.add_argument("--max-chunks", type=int, default=24)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--dsnot-base", default="wanda", help="dsnot's initial mask: wanda | sparsegpt | magnitude")
+    ap.add_argument("--dsnot-layers", default="attention", help="matrices dsnot refines: attention | all")
+    ap.add_argument("--dsnot-same-sign", choices=["null", "true", "false"], default="null",
+                    help="dsnot sign check: null = the reference's (off unstructured, on N:M) | true | false")
     ap.add_argument("--out", default="outputs/table-spp-ppl")
     args = ap.parse_args()
     for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
@@ -46,7 +53,7 @@ def main() -> int:
     from sparsetune import models, records
     from sparsetune.evaluation.perplexity import file_perplexity
     from sparsetune.masks import sparsity_of
-    from sparsetune.pruning import CalibrationSettings, PruneSpec, calibration_samples, prune_model
+    from sparsetune.pruning import CalibrationSettings, DSnoTSettings, PruneSpec, calibration_samples, prune_model
     from sparsetune.targets import find_targets
 
     torch.set_num_threads(args.threads)
@@ -54,6 +61,11 @@ def main() -> int:
     overrides = [f"model={args.model}", "task=alpaca"] + ([f"model.path={args.model_path}"] if args.model_path else [])
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides)
+    dsnot = None
+    if "dsnot" in args.pruners:  # checked before any model loads
+        same_sign = {"null": None, "true": True, "false": False}[args.dsnot_same_sign]
+        dsnot = DSnoTSettings(base=args.dsnot_base, layers=args.dsnot_layers, same_sign=same_sign,
+                              attention_modules=tuple(cfg.model.get("attention_modules") or ()))
     wiki = args.wikitext or str(Path(args.data) / "wikitext-2-raw" / "test.hf_rows.txt")
     calib = CalibrationSettings(source=args.calibration or str(Path(args.data) / "alpaca" / "alpaca_tiny.json"),
                                 nsamples=args.nsamples, seqlen=args.calib_seqlen, seed=0, batch_size=8)
@@ -69,7 +81,8 @@ def main() -> int:
             targets = find_targets(model, cfg.model.target_modules)
             if pruner != "dense":
                 samples = calibration_samples(calib, tok) if pruner != "magnitude" else None
-                spec = PruneSpec(pruner, args.sparsity if pattern == "unstructured" else None, pattern)
+                spec = PruneSpec(pruner, args.sparsity if pattern == "unstructured" else None, pattern,
+                                 dsnot=dsnot if pruner == "dsnot" else None)
                 res = prune_model(model, spec, targets, cfg.model.decoder_layers, samples, calib.batch_size)
                 rec["prune"] = res.record()
                 rec["calibration"] = calib.record() if samples is not None else None
@@ -82,7 +95,8 @@ def main() -> int:
             rec["env"] = records.env_record(0, "cpu")
             records.write_results(Path(args.out) / f"{pruner}_{pattern.replace(':', '-')}", rec)
             rows.append((pruner, pattern, rec["sparsity"]["achieved"], ppl["perplexity"]))
-            print(f"{pruner:<10} {pattern:<13} sparsity={rows[-1][2]:.4f} ppl={rows[-1][3]:.2f}", flush=True)
+            swaps = f" swaps={rec['prune']['dsnot_swaps']['total']}" if pruner == "dsnot" else ""
+            print(f"{pruner:<10} {pattern:<13} sparsity={rows[-1][2]:.4f} ppl={rows[-1][3]:.2f}{swaps}", flush=True)
     print(f"\n| pruner | pattern | sparsity | WikiText-2 ppl (seqlen {args.seqlen}, {args.max_chunks} chunks) |\n|---|---|---|---|")
     for r in rows:
         print(f"| {r[0]} | {r[1]} | {r[2]:.4f} | {r[3]:.2f} |")

@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 
 from . import interrupts, run_names  # noqa: F401  (run_names registers ${run_token:} for hydra.run.dir)
 from .hub import OfflineError
+from .objective import AUTO, objective_value, worst_for
 from .run_dir import record_bad_input
 from .validate import ConfigError, preflight
 
@@ -40,11 +41,14 @@ def summary(res: dict) -> str:
     return "\n".join(lines)
 
 
-def main_entry(cfg: DictConfig) -> None:
+def main_entry(cfg: DictConfig) -> float | None:
+    """Run one job; returns its objective (for a multirun job that failed: the worst value for the sweeper's
+    direction, so an Optuna search goes on)."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    failed = worst_for(HydraConfig.get().sweeper.get("direction"))  # what a failed trial returns to Optuna
     try:
         try:
             preflight(cfg)  # config and local data-file checks, before torch and transformers load (~1 s)
@@ -60,7 +64,7 @@ def main_entry(cfg: DictConfig) -> None:
     except USER_ERRORS as e:
         if multirun:
             log.error("job failed (the sweep goes on): %s", e)
-            return
+            return objective_value(cfg.get("objective", AUTO), None, failed)
         print(f"error: {e}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
     except Exception as e:
@@ -70,14 +74,15 @@ def main_entry(cfg: DictConfig) -> None:
         if isinstance(e, Diverged):
             if multirun:
                 log.error("job diverged (the sweep goes on): %s", diverged_message(e))
-                return
+                return objective_value(cfg.get("objective", AUTO), None, failed)
             print(f"error: {diverged_message(e)} (recorded as status: diverged, nothing exported)", file=sys.stderr, flush=True)
             raise SystemExit(3) from None
         if not multirun:
             raise
         log.error("job failed (the sweep goes on): %s: %s", type(e).__name__, e)
-        return
+        return objective_value(cfg.get("objective", AUTO), None, failed)
     print("\n" + summary(res), flush=True)
+    return objective_value(cfg.get("objective", AUTO), res, failed)
 
 
 class HeldStderr:
@@ -112,6 +117,9 @@ class HeldStderr:
         self.real.flush()
 
 
+PLUGIN_EXTRAS = {"hydra/sweeper/optuna": "optuna"}  # config groups that only exist once an extra is installed
+
+
 def fold_hydra_error(text: str) -> str:
     """Hydra's multi-line composition error as one line: `In 'train': Could not find 'method/nope'; available
     options in 'method': full, lora, ...`."""
@@ -124,6 +132,9 @@ def fold_hydra_error(text: str) -> str:
     folded = "; ".join(head)
     if options:
         folded += f"; {options[0].rstrip(':').lower()}: " + ", ".join(options[1:])
+    for plugin, extra in PLUGIN_EXTRAS.items():
+        if f"'{plugin}'" in folded:
+            folded += f" (a Hydra plugin: install it with pip install \".[{extra}]\")"
     return folded
 
 

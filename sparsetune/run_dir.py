@@ -36,7 +36,7 @@ LOCK = ".run.lock"
 # train.eval_batch_size and evaluation settings (padding and batching move metrics' last bits), anything
 # else. hardware.num_threads can change CPU float reductions in the last bit; it is here because resuming on
 # another machine must stay possible.
-RESULT_NEUTRAL = ("resume", "overwrite", "force_resume", "export", "logger", "paths", "hardware.num_threads",
+RESULT_NEUTRAL = ("resume", "overwrite", "force_resume", "export", "objective", "logger", "paths", "hardware.num_threads",
                   "hardware.dataloader_workers", "train.save_steps", "train.save_total_limit")
 
 

@@ -142,6 +142,7 @@ class RootConfig:
     overwrite: bool = False
     force_resume: bool = False
     export: bool = True
+    objective: Optional[str] = "auto"
     train: TrainConfig = field(default_factory=TrainConfig)
     model: Any = None
     method: Any = None

@@ -16,6 +16,7 @@ from .errors import ConfigError
 from .evaluation.schema import EvalConfig
 from .method_schemas import METHOD_SCHEMAS
 from .model_dir import model_dir_problem
+from .objective import AUTO, check_objective
 from .schema import (HardwareConfig, LoggerConfig, ModelConfig, PathsConfig, RootConfig, SalienceConfig,
                      ScheduleConfig, TaskConfig, TrainConfig)
 
@@ -152,6 +153,10 @@ def check(cfg: DictConfig) -> None:
         v = cfg.task[key]
         if v is not None and v <= 0:
             errors.append(f"task.{key}={v} must be a positive count or null")
+    try:
+        check_objective(cfg.get("objective", AUTO))
+    except ValueError as e:
+        errors.append(str(e))
     if cfg.resume not in (None, "auto") and not Path(str(cfg.resume)).exists():
         errors.append(f"resume={cfg.resume!r}: must be null, 'auto' or an existing checkpoint/run directory")
     if cfg.task.data_dir and not Path(cfg.task.data_dir).expanduser().is_dir():

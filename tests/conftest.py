@@ -27,6 +27,16 @@ TINY = ["model=tiny-bert", "task=synthetic/sentiment", "task.max_train_samples=6
         "train.lr=1e-3", "mask_schedule.warmup=0.25", "mask_schedule.cooldown=0.25"]
 
 
+def has_optuna_sweeper() -> bool:
+    """Whether the optional extra (pip install ".[optuna]") is installed."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is not None
+    except ModuleNotFoundError:
+        return False
+
+
 def compose_cfg(overrides: list[str] | tuple = ()):
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):

@@ -24,7 +24,7 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from conftest import CONF
+from conftest import CONF, has_optuna_sweeper
 from sparsetune.tasks.glue_files import LAYOUT, SPLIT_FILES
 
 ROOT = Path(CONF).parent
@@ -127,6 +127,11 @@ def test_readme_train_command_runs(command, tiny_glue, tmp_path):
     argv = tiny_overrides(train_argv(words), tiny_glue)
     multirun = "-m" in argv or "--multirun" in argv
     overrides = [a for a in argv if not a.startswith("-")]
+    if any(a.startswith("hparams_search=") for a in argv) and not has_optuna_sweeper():
+        # the optional extra is not installed: the command must say how to get it, in one line
+        proc = subprocess.run([sys.executable, "train.py", *argv], cwd=ROOT, env=OFFLINE_ENV, capture_output=True, text=True)
+        assert proc.returncode == 2 and 'pip install ".[optuna]"' in proc.stderr.strip().splitlines()[-1], proc.stderr
+        return
     expected_jobs = jobs(overrides)
     cfgs = composed(expected_jobs[:1])  # the config of the first job: task kind, hardware, dry run
     cfg = cfgs[0]
@@ -141,6 +146,10 @@ def test_readme_train_command_runs(command, tiny_glue, tmp_path):
     proc = subprocess.run(cmd, cwd=ROOT, env=OFFLINE_ENV, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, f"{command}\n{proc.stdout[-1500:]}\n{proc.stderr[-3000:]}"
     records = [json.loads(p.read_text()) for p in sorted(out.rglob("results.json"))]
+    optuna = (out / "optimization_results.yaml").exists()
+    if optuna:  # an Optuna search: one job per trial, the best recorded
+        trials = [int(a.split("=")[1]) for a in argv if a.startswith("hydra.sweeper.n_trials=")]
+        expected_jobs = [overrides] * (trials[-1] if trials else 8)
     assert len(records) == len(expected_jobs) and all(r["status"] == "completed" for r in records)
     for r in records:  # a method that ignores method.sparsity (full in a sweep over sparsity) says so
         given = r["config"]["method"].get("sparsity")
@@ -152,7 +161,8 @@ def test_readme_train_command_runs(command, tiny_glue, tmp_path):
         table = subprocess.run([sys.executable, "scripts/make_table.py", str(out), "--paper", "pst-table2"], cwd=ROOT,
                                env=OFFLINE_ENV, capture_output=True, text=True, timeout=60)
         assert table.returncode == 0, table.stderr
-        names = {r["config"]["method"]["name"] for r in records}
+        # rows are the settings that differ: the methods of a grid sweep, the sampled lrs of an Optuna search
+        names = {str(r["config"]["train"]["lr"]) if optuna else r["config"]["method"]["name"] for r in records}
         assert all(f"| {n} |" in table.stdout for n in names), table.stdout
 
 

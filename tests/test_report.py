@@ -97,3 +97,21 @@ def test_perplexity_figure_draws_spp_tables_2_and_3_together(tmp_path, monkeypat
     # each line: the dense model at 0 %, then 50 % from Table 2 and 75 % from Table 3
     assert drawn == {"wanda (pruned only)": {0.0: 20.0, 50.0: 30.0, 75.0: 300.0}, "wanda + SPP": {0.0: 20.0, 50.0: 25.0, 75.0: 90.0}}
     assert "SPP lowers WikiText-2 perplexity after wanda unstructured: holds (90.00 vs 300.00 over 1 task(s))" in text
+
+
+def test_spp_figure1_bars_and_claims(tmp_path):
+    def r(method, pruner, trained, acc, ppl):
+        rec = spp_rec(method, pruner, 0.75, ppl, trained)
+        rec["metrics"]["harness"] = {"rte": {"acc": acc}}
+        return rec
+
+    outputs, results, doc = tmp_path / "outputs", tmp_path / "results", tmp_path / "docs" / "REPRODUCTION.md"
+    write_table_dir(outputs, "spp-figure1", [r("spp", "wanda", False, 0.30, 900.0), r("spp", "dsnot", False, 0.31, 700.0),
+                                             r("lora_star", "wanda", True, 0.35, 80.0), r("spp", "wanda", True, 0.40, 40.0)])
+    collect(outputs, results)
+    text = write_report(results, doc).read_text()
+    sec = text[text.index("## spp-figure1"):]
+    assert "Wanda + SPP >= Wanda + LoRA* (LM-eval, 75 % and 2:8): holds (40.00 vs 35.00" in sec
+    assert "Wanda + SPP >= Wanda + DSnoT (LM-eval): holds (40.00 vs 31.00" in sec
+    assert "Wanda + DSnoT perplexity <= Wanda's (training-free refinement helps): holds (700.00 vs 900.00" in sec
+    assert (doc.parent / "figures" / "spp-figure1.png").stat().st_size > 1000

@@ -1,11 +1,13 @@
-"""Post-training pruners (magnitude, Wanda, SparseGPT) applied layer by layer with calibration data."""
+"""Post-training pruners (magnitude, Wanda, SparseGPT, DSnoT) applied layer by layer with calibration data."""
 from .calibration import CalibrationSettings, calibration_samples
 from ..method_schemas import OneShotPruneConfig
 from .driver import PRUNERS, PruneResult, PruneSpec, prune_for_method, prune_model
+from .dsnot import DSnoTSettings
 
 __all__ = [
     "PRUNERS",
     "CalibrationSettings",
+    "DSnoTSettings",
     "OneShotPruneConfig",
     "PruneResult",
     "PruneSpec",

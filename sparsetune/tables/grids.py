@@ -72,9 +72,16 @@ def _pruner_grid(common: dict, patterns: list[dict], variants: list[dict], exper
     return Grid(common, [dense, *runs], note=note)
 
 
+def _with_runs(grid: Grid, runs: list[dict]) -> Grid:
+    return Grid(grid.common, [*grid.runs, *runs], grid.tasks, grid.seeds, grid.select_best, grid.note)
+
+
 UNSTRUCTURED_50 = {"method.pattern": "unstructured", "method.sparsity": 0.5}
 TWO_FOUR = {"method.pattern": "2:4", "method.sparsity": None}
 SEVENTY_FIVE = [{"method.pattern": "unstructured", "method.sparsity": 0.75}, {"method.pattern": "2:8", "method.sparsity": None}]
+# Wanda + DSnoT (training-free mask refinement), pruned only: SPP Table 3's and Figure 1's comparison rows
+DSNOT_PRUNED = {"method": "spp", "salience": "dsnot", "salience.options.base": "wanda", **PRUNED_ONLY}
+SPP_FIGURE1 = [{"method": "spp", **PRUNED_ONLY}, DSNOT_PRUNED, {"method": "lora_star"}, {"method": "spp"}]
 LLAMA = ["spp-alpaca-llama7b", "spp-alpaca-llama13b", "spp-alpaca-llama30b", "spp-alpaca-llama65b"]
 LLAMA2 = ["spp-alpaca-llama2-7b", "spp-alpaca-llama2-13b", "spp-alpaca-llama2-70b"]
 
@@ -205,14 +212,16 @@ TABLES: dict[str, PaperTable] = {
         "zero-shot lm-eval after one-shot pruning, with and without SPP (50 %, 2:4)", "spp-table2",
         _pruner_grid(SPP_PAPER, [UNSTRUCTURED_50, TWO_FOUR], [PRUNED_ONLY, {}], LLAMA),
         _pruner_grid(SPP_CPU, [UNSTRUCTURED_50, TWO_FOUR], [PRUNED_ONLY, {}],
-                     note="SmolLM2-135M for LLaMA; 5 of the 7 tasks (no HellaSwag file offline; the local BoolQ lacks its passages: skipped, recorded), 100 documents each; "
-                          "SPP 40 steps on 100 Alpaca rows"),
+                     note="SmolLM2-135M for LLaMA; 5 of the 7 tasks (no HellaSwag file offline; the local BoolQ "
+                          "lacks its passages: skipped, recorded), 100 documents each; SPP 40 steps on 100 Alpaca rows"),
         cost="9 runs x 4 models (7B-65B): ~1,000 GPU-hours, most of it 65B"),
     "spp-table3": PaperTable(
         "75 % sparsity (unstructured, 2:8): LM-eval average and WikiText-2 perplexity", "spp-table3",
-        _pruner_grid(SPP_PAPER, SEVENTY_FIVE, [PRUNED_ONLY, {}], ["spp-alpaca-llama7b", "spp-alpaca-llama30b"]),
-        _pruner_grid(SPP_CPU, SEVENTY_FIVE, [PRUNED_ONLY, {}], note="SmolLM2-135M, as spp-table2"),
-        cost="9 runs x 2 models (7B, 30B): ~150 GPU-hours"),
+        _with_runs(_pruner_grid(SPP_PAPER, SEVENTY_FIVE, [PRUNED_ONLY, {}], ["spp-alpaca-llama7b", "spp-alpaca-llama30b"]),
+                   [{"experiment": ["spp-alpaca-llama7b", "spp-alpaca-llama30b"], **DSNOT_PRUNED, **p} for p in SEVENTY_FIVE]),
+        _with_runs(_pruner_grid(SPP_CPU, SEVENTY_FIVE, [PRUNED_ONLY, {}], note="SmolLM2-135M, as spp-table2; + Wanda+DSnoT"),
+                   [{**DSNOT_PRUNED, **p} for p in SEVENTY_FIVE]),
+        cost="11 runs x 2 models (7B, 30B): ~170 GPU-hours"),
     "spp-table4": PaperTable(
         "SPP ablations: zero-init, W_beta, r", "spp-table4",
         Grid({**SPP_PAPER, "experiment": "spp-alpaca-llama7b", "method": "spp"},
@@ -233,6 +242,14 @@ TABLES: dict[str, PaperTable] = {
         Grid({**SPP_CPU, "salience": "wanda"}, [{"method": ["lora_star", "spp"], **p} for p in SEVENTY_FIVE],
              note="SmolLM2-135M"),
         cost="4 runs x 2 models (7B, 30B): ~60 GPU-hours"),
+    "spp-figure1": PaperTable(
+        "75 % sparsity: Wanda, Wanda + DSnoT, Wanda + LoRA*, Wanda + SPP (LM-eval score; perplexity)", None,
+        Grid({**SPP_PAPER, "salience": "wanda"},
+             [{"experiment": ["spp-alpaca-llama7b", "spp-alpaca-llama30b"], **v, **p}
+              for v in SPP_FIGURE1 for p in SEVENTY_FIVE]),
+        Grid({**SPP_CPU, "salience": "wanda"}, [{**v, **p} for v in SPP_FIGURE1 for p in SEVENTY_FIVE],
+             note="SmolLM2-135M, as spp-table2 (the LoRA* / SPP runs are spp-table5's, the pruned-only ones spp-table3's)"),
+        cost="8 runs x 2 models (7B, 30B); its runs are SPP Tables 3 and 5's: ~80 GPU-hours if run alone"),
     "spp-table6": PaperTable(
         "5-shot MMLU after one-shot pruning, with and without SPP", "spp-table6",
         _pruner_grid({**SPP_PAPER, "eval": "mmlu"}, [UNSTRUCTURED_50, TWO_FOUR], [PRUNED_ONLY, {}], LLAMA + LLAMA2),

@@ -156,6 +156,15 @@ CLAIMS: dict[str, Callable[[list[dict]], list[tuple]]] = {
     "spp-table5": lambda rs: [
         claim("Wanda + SPP >= Wanda + LoRA* at 75 %", rs, at("spp"), at("lora_star")),
     ],
+    "spp-figure1": lambda rs: [
+        claim("Wanda + SPP >= Wanda + LoRA* (LM-eval, 75 % and 2:8)", rs, at("spp", salience="wanda", trained=True),
+              at("lora_star")),
+        claim("Wanda + SPP >= Wanda + DSnoT (LM-eval)", rs, at("spp", salience="wanda", trained=True),
+              at("spp", salience="dsnot", trained=False)),
+        claim("Wanda + DSnoT perplexity <= Wanda's (training-free refinement helps)", rs,
+              at("spp", salience="dsnot", trained=False), at("spp", salience="wanda", trained=False), perplexity,
+              higher_is_better=False),
+    ],
 }
 
 
@@ -198,6 +207,54 @@ def perplexity_figure(records: list[dict], out: Path) -> Path | None:
     return _lines(series, out, "unstructured sparsity (%)", "WikiText-2 perplexity", log_y=True)
 
 
+def figure1_label(s: dict) -> str | None:
+    """SPP Figure 1's four bars: what was done after (or instead of) training."""
+    if s["method"] == "lora_star":
+        return "Wanda+LoRA*"
+    if s["method"] == "spp":
+        return {("wanda", False): "Wanda", ("dsnot", False): "Wanda+DSnoT", ("wanda", True): "Wanda+SPP"}.get(
+            (s["salience"], s["trained"]))
+    return None
+
+
+def pruning_methods_figure(records: list[dict], out: Path) -> Path | None:
+    """SPP Fig. 1: LM-eval score (and WikiText-2 perplexity) of Wanda / +DSnoT / +LoRA* / +SPP per pattern."""
+    bars: dict = defaultdict(lambda: defaultdict(dict))  # panel -> pattern -> label -> value
+    for r in records:
+        s, label = setting(r), figure1_label(setting(r))
+        pattern = "unstructured 75 %" if s["pattern"] == "unstructured" else str(s["pattern"])
+        for panel, value in (("LM-eval score", main_score(r)), ("WikiText-2 perplexity", perplexity(r))):
+            if label and value is not None:
+                bars[panel][pattern][label] = value
+    if not bars:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    order = ["Wanda", "Wanda+DSnoT", "Wanda+LoRA*", "Wanda+SPP"]
+    fig, axes = plt.subplots(1, len(bars), figsize=(5 * len(bars), 3.5))
+    for ax, (panel, groups) in zip(axes if len(bars) > 1 else [axes], sorted(bars.items())):
+        patterns = sorted(groups)
+        width = 0.8 / len(order)
+        for i, label in enumerate(order):
+            xs = [p + i * width for p, pat in enumerate(patterns) if label in groups[pat]]
+            ys = [groups[pat][label] for pat in patterns if label in groups[pat]]
+            ax.bar(xs, ys, width, label=label)
+        ax.set_xticks([p + 0.4 - width / 2 for p in range(len(patterns))], patterns)
+        ax.set_ylabel(panel)
+        if "perplexity" in panel:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3, axis="y")
+    axes_list = axes if len(bars) > 1 else [axes]
+    axes_list[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
 def _lines(series: dict, out: Path, xlabel: str, ylabel: str, log_x: bool = False, log_y: bool = False) -> Path | None:
     if not series:
         return None
@@ -225,7 +282,10 @@ def _lines(series: dict, out: Path, xlabel: str, ylabel: str, log_x: bool = Fals
 
 
 FIGURES = {"pst-figure3": sparsity_figure, "pst-table2": sparsity_figure, "speft-figure2": budget_figure,
-           "spp-table3": perplexity_figure}
+           "spp-table3": perplexity_figure, "spp-figure1": pruning_methods_figure}
+# figures drawn from a table's exported models by another target (they need the models, which are not committed)
+MODEL_FIGURES = {"pst-figure3": ("pst-figure45", "make pst-figure45", "PST Fig. 4 (kept weights) and Fig. 5 (mask "
+                                 "similarity 1 - Hamming / n per layer) of the 90 % runs, each at its best lr")}
 # a figure drawn from several tables' records (its own table's first)
 FIGURE_SOURCES = {"spp-table3": ("spp-table3", "spp-table2")}
 
@@ -238,6 +298,21 @@ def load_records(table_dir: Path) -> list[dict]:
         if rec.get("status") == "completed":
             recs.append(rec)
     return recs
+
+
+def model_figures(figures: Path, doc_dir: Path, subdir: str, command: str, caption: str) -> list[str]:
+    """The PNGs `command` left under figures/subdir, with the mean mask similarity of each pair."""
+    pngs = sorted((figures / subdir).glob("*.png"))
+    if not pngs:
+        return [f"({caption}: not drawn yet; `{command}` after this table's runs)", ""]
+    lines = [f"{caption} (`{command}`):", ""]
+    lines += [f"![{p.stem}]({p.relative_to(doc_dir).as_posix()})" for p in pngs]
+    sims = figures / subdir / "fig5_mask_similarity.json"
+    if sims.exists():
+        means = json.loads(sims.read_text()).get("pair_means", {})
+        lines += ["", *(f"- {pair}: mean mask similarity {m['hamming_similarity']:.4f} (independent masks: "
+                        f"{m['chance_similarity']:.4f})" for pair, m in means.items())]
+    return lines + [""]
 
 
 def table_records(results: Path, name: str) -> list[dict]:
@@ -284,6 +359,8 @@ def section(name: str, results: Path, figures: Path, doc_dir: Path) -> list[str]
         fig = make_figure(drawn, figures / f"{name}.png")
         if fig is not None:
             lines += [f"![{name}]({fig.relative_to(doc_dir).as_posix()})", ""]
+    if name in MODEL_FIGURES:
+        lines += model_figures(figures, doc_dir, *MODEL_FIGURES[name])
     notes = table_dir / "notes.md"  # the analysis of a claim that does not hold: written by a person, citing records
     if notes.exists():
         lines += ["**What we think, and what we measured:**", "", notes.read_text().strip(), ""]

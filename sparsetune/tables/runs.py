@@ -13,7 +13,7 @@ from pathlib import Path
 
 # Keys that never distinguish two runs (fnmatch patterns over the flattened config).
 BOOKKEEPING = (
-    "seed", "dry_run", "resume", "overwrite", "force_resume", "export", "run_dir",
+    "seed", "dry_run", "resume", "overwrite", "force_resume", "export", "objective", "run_dir",
     "paths.*", "logger.*", "hydra.*",
     "hardware.num_threads", "hardware.dataloader_workers",
     "train.save_steps", "train.save_total_limit", "train.logging_steps", "train.eval_batch_size",
