@@ -12,16 +12,9 @@ from __future__ import annotations
 import math
 import statistics
 
+from .tables.columns import lookup as _at  # a finite number at a dotted path of a record, else None
+
 AUTO = "auto"
-
-
-def _at(record: dict, dotted: str):
-    node = record
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return float(node) if isinstance(node, (int, float)) and not isinstance(node, bool) else None
 
 
 def check_objective(value) -> None:
@@ -38,14 +31,15 @@ def auto_path(record: dict) -> str | None:
     for path in (f"metrics.eval.{metric}", f"metrics.{metric}") if metric else ():
         if _at(record, path) is not None:
             return path
-    if _harness_accuracy(record) is not None:
+    if harness_accuracy(record) is not None:
         return "metrics.harness.*.acc"
     if _at(record, "metrics.perplexity.perplexity") is not None:
         return "metrics.perplexity.perplexity"
     return None
 
 
-def _harness_accuracy(record: dict) -> float | None:
+def harness_accuracy(record: dict) -> float | None:
+    """The mean lm-eval `acc` over the record's tasks."""
     harness = (record.get("metrics") or {}).get("harness") or {}
     accs = [v["acc"] for v in harness.values() if isinstance(v, dict) and isinstance(v.get("acc"), (int, float))]
     return statistics.fmean(accs) if accs else None
@@ -64,6 +58,6 @@ def objective_value(objective, record: dict | None, failed: float = math.nan) ->
         return failed
     path = auto_path(record) if objective == AUTO else str(objective)
     if path == "metrics.harness.*.acc":
-        return _harness_accuracy(record)
+        return harness_accuracy(record)
     value = _at(record, path) if path else None
     return failed if value is None else value

@@ -15,6 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Callable
 
+from ..objective import harness_accuracy
 from .build import SHORT_NAMES
 from .columns import lookup
 from .grids import TABLES
@@ -43,10 +44,9 @@ def collect(outputs: Path, dest: Path) -> list[str]:
 # ---- scores the claims are checked on ---------------------------------------------------------------
 def main_score(rec: dict) -> float | None:
     """The task's reported metric (x100) for GLUE-style records; the lm-eval accuracy average for LLM ones."""
-    harness = (rec.get("metrics") or {}).get("harness")
-    if harness:
-        accs = [v["acc"] for v in harness.values() if isinstance(v, dict) and isinstance(v.get("acc"), (int, float))]
-        return 100 * statistics.fmean(accs) if accs else None
+    if (rec.get("metrics") or {}).get("harness"):
+        acc = harness_accuracy(rec)
+        return 100 * acc if acc is not None else None
     metric = str((rec.get("config") or {}).get("task", {}).get("main_metric"))
     value = lookup(rec, f"metrics.eval.{metric}")
     value = value if value is not None else lookup(rec, f"metrics.{metric}")  # e.g. gsm8k.flexible_extract
