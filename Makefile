@@ -41,12 +41,14 @@ table-spp-ppl: setup  # SPP / Wanda: WikiText-2 perplexity after one-shot prunin
 # SCALE=paper: the paper's models, data, epochs and hardware=gpu. Grids: sparsetune/tables/grids.py.
 SCALE ?= cpu
 JOBS ?= 2
+BUDGET ?=  # minutes: start no job after that (the rest recorded as not run; the same command finishes the table)
 PAPER_TABLES := pst-table2 pst-table3 pst-table4 pst-table5 pst-figure3 speft-table1 speft-table2 speft-table3 \
 	speft-table4 speft-table9 speft-table11 speft-figure2 \
 	spp-table2 spp-table3 spp-table4 spp-table5 spp-figure1 spp-table6 spp-table7 spp-table8
 .PHONY: $(PAPER_TABLES) pst-figure45 tables-list reproduction-report
 $(PAPER_TABLES): setup
-	$(OFFLINE) $(PY) scripts/reproduce.py $@ --scale $(SCALE) --data $(DATA) --jobs $(JOBS)
+	$(OFFLINE) $(PY) scripts/reproduce.py $@ --scale $(SCALE) --data $(DATA) --jobs $(JOBS) \
+	  $(if $(BUDGET),--budget-minutes $(BUDGET))
 
 pst-figure45: setup  # PST Fig. 4 / 5 (kept-weight histograms, mask similarity) from pst-figure3's 90 % runs
 	$(PY) scripts/analysis_figures.py outputs/tables/pst-figure3/$(SCALE)/runs --where method.sparsity=0.9 task.name=sst2 \

@@ -25,6 +25,9 @@ def main() -> int:
     ap.add_argument("--out", default="outputs/tables")
     ap.add_argument("--jobs", type=int, default=2, help="jobs run at a time (one torch thread each)")
     ap.add_argument("--dry", action="store_true", help="print the train.py commands and stop")
+    ap.add_argument("--budget-minutes", type=float, metavar="M",
+                    help="start no job after M minutes: the rest are recorded as not run, the table is built from "
+                         "what completed (rerun the command to finish it)")
     ap.add_argument("--list", action="store_true", help="list the tables with their job counts and paper-scale cost")
     args = ap.parse_args()
     if args.list or not args.table:
@@ -33,10 +36,14 @@ def main() -> int:
             cpu = f"{n['cpu']} jobs" if n["cpu"] else f"none ({t.missing})"
             print(f"{name:<14} {t.title}\n{'':<14} cpu: {cpu}; paper: {n['paper']} jobs, {t.cost}")
         return 0
+    if args.budget_minutes is not None and not args.budget_minutes > 0:
+        print("error: --budget-minutes must be > 0", file=sys.stderr)
+        return 2
     if args.jobs < 1:
         print("error: --jobs must be >= 1", file=sys.stderr)
         return 2
-    manifest = reproduce(args.table, args.scale, str(Path(args.data).resolve()), Path(args.out), args.jobs, args.dry)
+    manifest = reproduce(args.table, args.scale, str(Path(args.data).resolve()), Path(args.out), args.jobs, args.dry,
+                         args.budget_minutes)
     return 0 if args.dry or all(j["status"] == "completed" for j in manifest["jobs"]) else 1
 
 

@@ -73,6 +73,7 @@ def test_claims_compare_each_setting_at_its_best_searched_lr(tmp_path):
     collect(outputs, results)
     text = write_report(results, doc).read_text()
     assert "PST >= MaP at 90 % (GLUE average): holds (76.00 vs 63.00 over 1 task(s))" in text
+    assert "incomplete" not in text
     assert "best lr per task" in text
 
 
@@ -115,3 +116,18 @@ def test_spp_figure1_bars_and_claims(tmp_path):
     assert "Wanda + SPP >= Wanda + DSnoT (LM-eval): holds (40.00 vs 31.00" in sec
     assert "Wanda + DSnoT perplexity <= Wanda's (training-free refinement helps): holds (700.00 vs 900.00" in sec
     assert (doc.parent / "figures" / "spp-figure1.png").stat().st_size > 1000
+
+
+def test_a_table_stopped_by_its_time_budget_says_so(tmp_path):
+    import json
+
+    outputs, results, doc = tmp_path / "outputs", tmp_path / "results", tmp_path / "docs" / "REPRODUCTION.md"
+    write_table_dir(outputs, "pst-table4", [rec("pst", 0.9, "sst2", 0.7)])
+    manifest = outputs / "pst-table4" / "cpu" / "reproduce.json"
+    m = json.loads(manifest.read_text())
+    m.update(budget_minutes=60, jobs=[{"status": "completed"}, {"status": "not run"}, {"status": "not run"}])
+    manifest.write_text(json.dumps(m))
+    collect(outputs, results)
+    text = write_report(results, doc).read_text()
+    assert "for 3 jobs: 1 completed, 2 not run)" in text
+    assert "- incomplete: 2 job(s) not started within the run's time budget (--budget-minutes 60)" in text

@@ -49,3 +49,23 @@ def test_every_table_has_a_make_target_and_a_readme_row():
         assert row is not None, name
         cpu_cell = row.split(" | ")[2]
         assert cpu_cell == (f"{len(expand(spec.cpu, 'DATA'))} jobs" if spec.cpu else f"none: {spec.missing}"), row
+
+
+def test_a_time_budget_records_the_jobs_it_did_not_start(tmp_path, monkeypatch):
+    import json
+
+    from sparsetune.tables import reproduce as rp
+
+    ran = []
+
+    def fake_job(overrides, run_dir, log_dir):
+        ran.append(run_dir.name)
+        monkeypatch.setattr(rp.time, "time", lambda: 1e12)  # the budget is spent after the first job
+        return {"dir": str(run_dir), "overrides": overrides, "exit_code": 0, "status": "completed", "seconds": 1.0}
+
+    monkeypatch.setattr(rp, "run_job", fake_job)
+    monkeypatch.setattr(rp, "build_table", lambda name, grid, runs_dir: "(table)\n")
+    manifest = rp.reproduce("spp-table5", "cpu", "/data", tmp_path, jobs=1, budget_minutes=5)
+    assert len(ran) == 1 and [j["status"] for j in manifest["jobs"]] == ["completed", "not run", "not run", "not run"]
+    saved = json.loads((tmp_path / "spp-table5" / "cpu" / "reproduce.json").read_text())
+    assert saved["budget_minutes"] == 5 and saved["jobs"][1]["exit_code"] is None

@@ -339,6 +339,9 @@ def section(name: str, results: Path, figures: Path, doc_dir: Path) -> list[str]
         statuses[j["status"]] += 1
     lines += [f"- command: `{m['command']}` (git {m['git_sha']}, started {m['started']}, {m['seconds'] / 60:.0f} min wall "
               f"for {len(m['jobs'])} jobs: {', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))})",
+              *([f"- incomplete: {statuses['not run']} job(s) not started within the run's time budget "
+                 f"(--budget-minutes {m.get('budget_minutes')}); their rows are missing below, and the same command "
+                 "finishes the table"] if statuses.get("not run") else []),
               f"- scale: CPU miniature — {m.get('note') or spec.cpu.note}",
               f"- paper scale: `make {name} SCALE=paper` ({spec.cost})",
               f"- records: `{table_dir.relative_to(doc_dir.parent)}/runs/*/results.json`", ""]

@@ -94,7 +94,10 @@ def build_table(name: str, grid: Grid, runs_dir: Path) -> str:
     return out.stdout + (f"\n(make_table exit {out.returncode}: {out.stderr.strip()})\n" if out.returncode else "")
 
 
-def reproduce(name: str, scale: str, data: str, out_root: Path, jobs: int, dry: bool = False) -> dict:
+def reproduce(name: str, scale: str, data: str, out_root: Path, jobs: int, dry: bool = False,
+              budget_minutes: float | None = None) -> dict:
+    """Run the table's grid (jobs at a time) and build its table. With `budget_minutes`, no job starts after
+    that long: the rest are recorded as `not run` and the table is built from what completed (rerun to finish)."""
     if name not in TABLES:
         raise SystemExit(f"error: unknown table {name!r}; valid: {', '.join(TABLES)}")
     spec = TABLES[name]
@@ -112,14 +115,23 @@ def reproduce(name: str, scale: str, data: str, out_root: Path, jobs: int, dry: 
     log_dir.mkdir(parents=True, exist_ok=True)
     started, t0, sha = time.strftime("%Y-%m-%dT%H:%M:%S%z"), time.time(), git_sha()  # the code the jobs start from
     print(f"{name} ({scale} scale): {len(job_list)} jobs, {jobs} at a time; logs in {log_dir}", flush=True)
+    deadline = t0 + 60 * budget_minutes if budget_minutes else None
+
+    def start(o: list[str]) -> dict:
+        run_dir = runs_dir / job_dir_name(o)
+        if deadline is not None and time.time() > deadline:
+            return {"dir": str(run_dir), "overrides": o, "exit_code": None, "status": "not run", "seconds": 0.0}
+        return run_job(o, run_dir, log_dir)
+
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        results = list(pool.map(lambda o: run_job(o, runs_dir / job_dir_name(o), log_dir), job_list))
+        results = list(pool.map(start, job_list))
     for r in results:
         print(f"  {r['status']:<12} {r['seconds']:>7.1f}s  {Path(r['dir']).name}", flush=True)
     table = build_table(name, grid, runs_dir)
     manifest = {"table": name, "paper": spec.paper, "title": spec.title, "scale": scale, "note": grid.note,
                 "command": f"make {name} SCALE={scale} DATA={data}", "started": started,
-                "seconds": round(time.time() - t0, 1), "git_sha": sha, "data": data, "jobs": results}
+                "seconds": round(time.time() - t0, 1), "git_sha": sha, "data": data, "budget_minutes": budget_minutes,
+                "jobs": results}
     (out / "reproduce.json").write_text(json.dumps(manifest, indent=2))
     (out / "table.md").write_text(table)
     print(table, flush=True)
