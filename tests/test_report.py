@@ -125,9 +125,9 @@ def test_a_table_stopped_by_its_time_budget_says_so(tmp_path):
     write_table_dir(outputs, "pst-table4", [rec("pst", 0.9, "sst2", 0.7)])
     manifest = outputs / "pst-table4" / "cpu" / "reproduce.json"
     m = json.loads(manifest.read_text())
-    m.update(budget_minutes=60, jobs=[{"status": "completed"}, {"status": "not run"}, {"status": "not run"}])
+    m.update(budget_minutes=60, jobs=[{"status": "completed", "reused": True}, {"status": "not run"}, {"status": "not run"}])
     manifest.write_text(json.dumps(m))
     collect(outputs, results)
     text = write_report(results, doc).read_text()
-    assert "for 3 jobs: 1 completed, 2 not run)" in text
+    assert "for 3 jobs: 1 completed, 2 not run; 1 of them completed by an earlier run of the same job and reused)" in text
     assert "- incomplete: 2 job(s) not started within the run's time budget (--budget-minutes 60)" in text

@@ -69,3 +69,16 @@ def test_a_time_budget_records_the_jobs_it_did_not_start(tmp_path, monkeypatch):
     assert len(ran) == 1 and [j["status"] for j in manifest["jobs"]] == ["completed", "not run", "not run", "not run"]
     saved = json.loads((tmp_path / "spp-table5" / "cpu" / "reproduce.json").read_text())
     assert saved["budget_minutes"] == 5 and saved["jobs"][1]["exit_code"] is None
+
+
+def test_a_completed_job_is_reused_without_starting_train_py(tmp_path, monkeypatch):
+    import json
+
+    from sparsetune.tables import reproduce as rp
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "results.json").write_text(json.dumps({"status": "completed"}))
+    monkeypatch.setattr(rp.subprocess, "run", lambda *a, **k: (_ for _ in ()).throw(AssertionError("started a job")))
+    job = rp.run_job(["method=pst"], run_dir, tmp_path)
+    assert job["status"] == "completed" and job["reused"] is True

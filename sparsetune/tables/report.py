@@ -337,8 +337,10 @@ def section(name: str, results: Path, figures: Path, doc_dir: Path) -> list[str]
     statuses = defaultdict(int)
     for j in m["jobs"]:
         statuses[j["status"]] += 1
+    reused = sum(1 for j in m["jobs"] if j.get("reused"))
     lines += [f"- command: `{m['command']}` (git {m['git_sha']}, started {m['started']}, {m['seconds'] / 60:.0f} min wall "
-              f"for {len(m['jobs'])} jobs: {', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))})",
+              f"for {len(m['jobs'])} jobs: {', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))}"
+              f"{f'; {reused} of them completed by an earlier run of the same job and reused' if reused else ''})",
               *([f"- incomplete: {statuses['not run']} job(s) not started within the run's time budget "
                  f"(--budget-minutes {m.get('budget_minutes')}); their rows are missing below, and the same command "
                  "finishes the table"] if statuses.get("not run") else []),

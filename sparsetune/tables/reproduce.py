@@ -63,15 +63,22 @@ def job_dir_name(overrides: list[str]) -> str:
     return "_".join(x.replace("/", "-") for x in (get.get("method", "default"), get.get("task", "default"), digest))
 
 
+def recorded_status(run_dir: Path) -> str | None:
+    try:
+        return json.loads((run_dir / "results.json").read_text()).get("status")
+    except (OSError, ValueError):
+        return None
+
+
 def run_job(overrides: list[str], run_dir: Path, log_dir: Path) -> dict:
+    if recorded_status(run_dir) == "completed":  # an earlier run of this command (or of a table sharing the job)
+        return {"dir": str(run_dir), "overrides": overrides, "exit_code": 0, "status": "completed", "seconds": 0.0,
+                "reused": True}
     cmd = [sys.executable, "train.py", *overrides, f"hydra.run.dir={run_dir}", "resume=auto"]
     t0 = time.time()
     with open(log_dir / f"{run_dir.name}.log", "w") as log:
         rc = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **OFFLINE}).returncode
-    try:
-        status = json.loads((run_dir / "results.json").read_text()).get("status")
-    except (OSError, ValueError):
-        status = "no record"
+    status = recorded_status(run_dir) or "no record"
     return {"dir": str(run_dir), "overrides": overrides, "exit_code": rc, "status": status,
             "seconds": round(time.time() - t0, 1)}
 
