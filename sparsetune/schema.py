@@ -35,7 +35,7 @@ class ScheduleConfig:
 @dataclass
 class HardwareConfig:
     name: str = MISSING
-    device: str = "cpu"  # cpu | cuda | auto
+    device: str = "cpu"  # cpu | cuda | auto (cuda when a GPU is visible, else cpu: then fp32 whatever the precision)
     precision: str = "fp32"  # fp32 | bf16 | fp16
     num_threads: Optional[int] = 1
     dataloader_workers: int = 0
@@ -58,7 +58,7 @@ class ModelConfig:
     fused_modules: Dict[str, int] = field(default_factory=dict)  # GPT-2 c_attn: 3 (q|k|v)
     head_modules: List[str] = field(default_factory=list)  # task head of classification models
     head_final: List[str] = field(default_factory=list)
-    dtype: str = "auto"  # auto (fp32 on cpu, hardware precision on gpu) | fp32 | bf16 | fp16
+    dtype: str = "auto"  # auto = fp32 weights (mixed precision casts on the fly) | fp32 | bf16 | fp16 (16-bit base weights)
     decoder_layers: Optional[str] = None  # attribute path of the decoder blocks (post-training pruners)
 
 

@@ -10,7 +10,7 @@ import math
 from dataclasses import fields, is_dataclass
 from pathlib import Path
 
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, open_dict
 
 from .errors import ConfigError
 from .evaluation.schema import EvalConfig
@@ -24,7 +24,7 @@ __all__ = ["ConfigError", "preflight", "checked_method", "check", "unknown_keys"
 
 CHOICES = {
     "task.kind": ("classification", "regression", "causal_lm"),
-    "hardware.device": ("cpu", "cuda"),
+    "hardware.device": ("cpu", "cuda", "auto"),
     "hardware.precision": ("fp32", "bf16", "fp16"),
     "train.eval_strategy": ("epoch", "steps", "no"),
     "train.select": ("last", "best"),
@@ -192,6 +192,9 @@ def checked_method(cfg: DictConfig):
     from .evaluation.suite import check_eval_config
     from .registry import METHODS, TASK_LOADERS
 
+    if cfg.hardware.device == "auto":  # the GPU when one is visible; on CPU the run trains in fp32 (training.py)
+        with open_dict(cfg):
+            cfg.hardware.device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         if cfg.hardware.device == "cuda" and not torch.cuda.is_available() and not cfg.dry_run:
             raise ValueError("hardware=gpu asks for CUDA but no GPU is visible; use hardware=cpu")

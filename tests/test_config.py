@@ -46,3 +46,21 @@ def test_wrong_type_fails_at_compose_time():
         compose_cfg(["method.sparsity=lots"])
     with pytest.raises((ConfigCompositionException, ValidationError)):
         compose_cfg(["task.max_length=long"])
+
+
+def test_device_auto_resolves_to_the_visible_hardware(tmp_path):
+    import json
+
+    import torch
+
+    from sparsetune.run import run
+    from sparsetune.validate import checked_method
+
+    cfg = compose_cfg(["model=tiny-bert", "debug=fast", "method=lora", "hardware.device=auto", "hardware.precision=bf16"])
+    checked_method(cfg)
+    assert cfg.hardware.device == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():  # on CPU the run trains in fp32 whatever the precision says
+        cfg = compose_cfg(["model=tiny-bert", "debug=fast", "method=lora", "hardware.device=auto"])
+        res = run(cfg, tmp_path / "run")
+        assert res["status"] == "completed"
+        assert json.loads((tmp_path / "run" / "results.json").read_text())["config"]["hardware"]["device"] == "auto"
