@@ -35,7 +35,11 @@ DEVIATIONS = [
     "dsnot: Var[x_j] is the variance over all calibration tokens (reference: token-weighted mean of the "
     "per-forward variances, i.e. without the spread between sequences)",
     "dsnot: grow candidates are the pruned entries only and a row stops when a candidate list is exhausted "
-    "(reference: its grow list also holds retained entries at metric 0, whose 'regrowth' would change the row's sparsity)",
+    "(reference: its grow list also holds retained entries at metric 0, whose 'regrowth' changes the row's sparsity; "
+    "its stopped rows keep moving their pointers and pruning, and it fails with an index error once a pointer passes "
+    "the end of its list)",
+    "dsnot: Var[x_j] == 0 is clamped, so a dead input column's regrow key is 0 (reference: 0/0 = NaN sorts last, so "
+    "those weights are regrown first)",
     "dsnot: retained entries with d == 0 sit between the negative and positive ends of the prune order "
     "(reference's index arithmetic duplicates column 0 when some d == 0)",
     "dsnot: N:M - a grow whose M-block has no prunable weight left (possible above 50 % sparsity) is skipped "
