@@ -82,3 +82,22 @@ def test_a_completed_job_is_reused_without_starting_train_py(tmp_path, monkeypat
     monkeypatch.setattr(rp.subprocess, "run", lambda *a, **k: (_ for _ in ()).throw(AssertionError("started a job")))
     job = rp.run_job(["method=pst"], run_dir, tmp_path)
     assert job["status"] == "completed" and job["reused"] is True
+
+
+def test_a_spent_budget_still_reuses_completed_jobs(tmp_path, monkeypatch):
+    import json
+
+    from sparsetune.tables import reproduce as rp
+    from sparsetune.tables.grids import TABLES
+
+    last = tmp_path / "spp-table5" / "cpu" / "runs" / rp.job_dir_name(rp.expand(TABLES["spp-table5"].cpu, "/data")[-1])
+    last.mkdir(parents=True)
+    (last / "results.json").write_text(json.dumps({"status": "completed"}))
+    monkeypatch.setattr(rp, "git_sha", lambda: "abc1234")
+    clock = iter([0.0])  # the start, then every later reading is past the budget
+    monkeypatch.setattr(rp.time, "time", lambda: next(clock, 1e12))
+    monkeypatch.setattr(rp.subprocess, "run", lambda *a, **k: (_ for _ in ()).throw(AssertionError("started a job")))
+    monkeypatch.setattr(rp, "build_table", lambda name, grid, runs_dir: "(table)\n")
+    manifest = rp.reproduce("spp-table5", "cpu", "/data", tmp_path, jobs=1, budget_minutes=5)
+    assert [j["status"] for j in manifest["jobs"]] == ["not run", "not run", "not run", "completed"]
+    assert manifest["jobs"][-1]["reused"] is True
