@@ -26,7 +26,6 @@ def total_steps(cfg: DictConfig, num_train: int) -> int:
 def training_args(cfg: DictConfig, output_dir: str, steps: int, eval_splits: list[str] = ("validation",)) -> TrainingArguments:
     t, hw = cfg.train, cfg.hardware
     precision = hw.precision if hw.device != "cpu" else "fp32"
-    report = {"wandb": ["wandb"], "tensorboard": ["tensorboard"]}.get(cfg.logger.name, "none")
     return TrainingArguments(
         **selection_args(cfg, list(eval_splits)),
         output_dir=output_dir,
@@ -55,7 +54,7 @@ def training_args(cfg: DictConfig, output_dir: str, steps: int, eval_splits: lis
         fp16=precision == "fp16",
         **({"gradient_checkpointing": True} if hw.gradient_checkpointing else {}),
         dataloader_num_workers=hw.dataloader_workers,
-        report_to=report,
+        report_to="none",  # logger=: run() adds the trackers itself (trackers.py), after the history callback
         run_name=f"{cfg.method.name}-{cfg.task.name}-{cfg.model.name}-s{cfg.seed}",
         disable_tqdm=False,
         remove_unused_columns=False,
@@ -126,11 +125,10 @@ class MethodTrainer(Trainer):
     def create_optimizer(self, model=None):
         if self._method_groups is None or self.optimizer is not None:
             return super().create_optimizer(model) if model is not None else super().create_optimizer()
-        args = self.args
-        self.optimizer = torch.optim.AdamW(
-            self._method_groups, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon,
-            weight_decay=args.weight_decay,
-        )
+        # the Trainer's own optimizer choice (train args' optim, lr, betas, eps); groups without their own
+        # weight_decay take the run's, as the Trainer's default groups do
+        opt_cls, opt_kwargs = Trainer.get_optimizer_cls_and_kwargs(self.args, model or self.model)
+        self.optimizer = opt_cls(self._method_groups, **opt_kwargs, weight_decay=self.args.weight_decay)
         return self.optimizer
 
 

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..bars import bar
+
 
 # ---- reading local text -------------------------------------------------------------------------
 def split_hf_rows(content: str) -> list[str]:
@@ -82,7 +84,7 @@ def token_perplexity(
     model.eval()
     chunk_nll = []
     try:
-        for start in range(0, n_chunks, batch_size):
+        for start in bar(range(0, n_chunks, batch_size), "perplexity", unit="batch"):
             batch = chunks[start : start + batch_size].to(device)
             logits = model(input_ids=batch, use_cache=False).logits.float()
             nll = F.cross_entropy(

@@ -11,17 +11,12 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from transformers.trainer_pt_utils import get_parameter_names
+from transformers import Trainer
 
 from ..layers.movement import MovementLinear
 from ..method_schemas import MovementConfig
 from ..registry import METHODS
 from .masked_base import ScheduledMaskMethod
-
-# the Trainer's own no-decay rule: biases and normalisation layers
-_NO_DECAY_PATTERNS = [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]
-
-
 
 @METHODS.register("movement")
 class MovementPruning(ScheduledMaskMethod):
@@ -46,7 +41,7 @@ class MovementPruning(ScheduledMaskMethod):
         """Scores (own lr, no decay) | decayed weights | biases and norms (no decay); lr/decay left out of
         the last two take the optimizer's defaults (train.lr, train.weight_decay)."""
         score_ids = {id(layer.scores) for layer in self.layers.values()}
-        decay_names = set(get_parameter_names(model, [nn.LayerNorm], _NO_DECAY_PATTERNS))
+        decay_names = set(Trainer.get_decay_parameter_names(None, model))  # the Trainer's rule; it uses no state
         scores, decay, no_decay = [], [], []
         for n, p in model.named_parameters():
             if not p.requires_grad:

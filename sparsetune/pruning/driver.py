@@ -21,6 +21,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from ..bars import bar
 from ..method_schemas import DSNOT_DEFAULTS, DSNOT_SHARED_KEYS, PRUNERS
 from ..targets import find_targets, fused_splits, set_weight_out_in, weight_out_in
 from .calibration import (
@@ -170,7 +171,7 @@ def _prune_sequential(model, spec, targets, decoder_layers, samples, batch_size,
     per_block = _targets_by_block(targets, decoder_layers, len(layers))
     inputs = capture_block_inputs(model, layers[0], samples, batch_size)
     masks: dict[str, torch.Tensor] = {}
-    for index, block in enumerate(layers):
+    for index, block in enumerate(bar(layers, f"{spec.pruner} pruning", unit="block")):
         block_targets = per_block.get(index, {})
         if block_targets:
             stats = _collect_stats(block, block_targets, inputs, spec)

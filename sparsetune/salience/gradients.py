@@ -12,6 +12,7 @@ from typing import Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
+from ..bars import bar
 from .base import register_statistic
 from .capture import LayerIO, analysis_mode, per_example_grad_sq, weight_grad
 from .losses import logits_of, per_example_loss, split_batch
@@ -29,7 +30,7 @@ def gradient_moments(model: nn.Module, layers: Mapping[str, nn.Module], batches:
     sums: dict[str, dict] = {}
     count = 0
     with analysis_mode(model, layers):
-        for batch in batches:
+        for batch in bar(batches, "salience gradients", unit="batch"):
             inputs, labels = split_batch(batch)
             with LayerIO(layers) as io:
                 losses = per_example_loss(logits_of(model(**inputs)), labels)
@@ -75,12 +76,12 @@ def hessian_gradient_product(model: nn.Module, layers: Mapping[str, nn.Module], 
 
     with analysis_mode(model, layers, differentiable_weights=True), _double_backward_attention():
         g_mean = [torch.zeros_like(w, dtype=torch.float32) for w in weights]
-        for batch in batches:
+        for batch in bar(batches, "GraSP mean gradient", unit="batch"):
             for acc, g in zip(g_mean, batch_grads(batch, create_graph=False)):
                 if g is not None:
                     acc += g.float() / count
         hv = [torch.zeros_like(w, dtype=torch.float32) for w in weights]
-        for batch in batches:
+        for batch in bar(batches, "GraSP Hessian-gradient product", unit="batch"):
             grads = batch_grads(batch, create_graph=True)
             inner = sum((g.float() * gm).sum() for g, gm in zip(grads, g_mean) if g is not None)
             for acc, h in zip(hv, torch.autograd.grad(inner, weights, allow_unused=True)):
