@@ -37,6 +37,10 @@ def sparsity_report(model: nn.Module, cfg: DictConfig, target: float) -> dict:
 def save_and_verify(model: nn.Module, tokenizer, cfg: DictConfig, out_dir: Path, probe: dict | None) -> dict:
     """Save the merged model and check the reload: same zeros in every target, same outputs on a probe batch."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    for mod in model_targets(model, cfg).values():
+        # w x mask leaves -0.0 where w < 0; sparse formats store zeros without a sign, so export +0.0 and the
+        # compressed export decompresses to these exact bits (x + 0.0 changes no other value)
+        mod.weight.add_(0.0)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     reloaded = auto_class(cfg.task).from_pretrained(out_dir, dtype=next(model.parameters()).dtype)

@@ -22,13 +22,16 @@ from transformers import set_seed
 
 from . import interrupts, models, records, run_dir as run_dirs, validate
 from .checkpoints import STAGING, CheckpointingTrainer, last_complete_checkpoint, read_method_state, resume_checkpoint
+from .compressed_export import export_compressed
 from .divergence import Diverged, DivergenceGuard, check_finite_metrics, check_finite_model
 from .evaluation.suite import evaluate_suite
 from .export import sparsity_report, save_and_verify
+from .history import HISTORY_FILE, TrainingHistory
 from .methods.base import MethodContext, count_params
 from .progress import Progress
 from .registry import TASK_LOADERS
 from .run_names import fresh_run_dir
+from .trackers import tracker_callbacks
 from .training import (FreshStorageOnResume, TimingCallback, eval_at_start, selection_metric, total_steps, train_loss_history,
                        training_args)
 
@@ -165,8 +168,11 @@ def train_and_export(cfg: DictConfig, method, run_dir: Path, extra_callbacks: li
         method.restore_checkpoint_state(read_method_state(resume_from) or {})
     timing = TimingCallback()
     method_callbacks = method.callbacks()
-    callbacks = [*method_callbacks, timing, progress, DivergenceGuard(), *extra_callbacks] + \
-        ([FreshStorageOnResume()] if resume_from else [])
+    # the history adds the sparsity to each log before the trackers see it; both before DivergenceGuard, so a
+    # non-finite loss is recorded before it stops the run
+    history = TrainingHistory(run_dir / HISTORY_FILE, method, resuming=bool(resume_from))
+    callbacks = [*method_callbacks, timing, progress, history, *tracker_callbacks(cfg, run_dir), DivergenceGuard(),
+                 *extra_callbacks] + ([FreshStorageOnResume()] if resume_from else [])
     first_eval = next(iter(data.eval.values()))
     trainer = CheckpointingTrainer(
         model=model, args=training_args(cfg, str(ckpt_dir), steps, list(data.eval)), train_dataset=data.train, eval_dataset=data.eval,
@@ -200,6 +206,7 @@ def train_and_export(cfg: DictConfig, method, run_dir: Path, extra_callbacks: li
         probe = {k: v.to(device) for k, v in data.collator([first_eval[i] for i in range(min(4, len(first_eval)))]).items()
                  if k != "labels"}
         export = export_model(merged, tok, cfg, run_dir, probe)
+        export["compressed"] = export_compressed(merged, tok, cfg, run_dir, Path(export["dir"]), method.target_sparsity())
     return {
         "metrics": metrics, "params": params, "sparsity": sparsity, "method": method.record(), "export": export,
         "model": model_info, "data": {**data.info, "seed": cfg.seed},
@@ -207,7 +214,7 @@ def train_and_export(cfg: DictConfig, method, run_dir: Path, extra_callbacks: li
         "timing": {"train_seconds": timing.train_seconds, "steps": step, "steps_this_process": timing.steps,
                    "seconds_per_step": timing.train_seconds / max(timing.steps, 1), "method_apply_seconds": apply_seconds,
                    "resumed_from": resume_from},
-        "memory": records.memory_record(), "train_log": loss_log[-20:],
+        "memory": records.memory_record(), "train_log": loss_log[-20:], "history_file": HISTORY_FILE,  # in the run dir
     }
 
 

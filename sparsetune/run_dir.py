@@ -27,7 +27,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 
-PRODUCTS = ("results.json", "checkpoints", "model")
+PRODUCTS = ("results.json", "checkpoints", "model", "model-compressed")
 LOCK = ".run.lock"
 
 # Keys that may change between the attempts of one run: they decide where things go, how often a checkpoint
@@ -36,8 +36,8 @@ LOCK = ".run.lock"
 # train.eval_batch_size and evaluation settings (padding and batching move metrics' last bits), anything
 # else. hardware.num_threads can change CPU float reductions in the last bit; it is here because resuming on
 # another machine must stay possible.
-RESULT_NEUTRAL = ("resume", "overwrite", "force_resume", "export", "objective", "logger", "paths", "hardware.num_threads",
-                  "hardware.dataloader_workers", "train.save_steps", "train.save_total_limit")
+RESULT_NEUTRAL = ("resume", "overwrite", "force_resume", "export", "export_compressed", "objective", "logger", "paths",
+                  "hardware.num_threads", "hardware.dataloader_workers", "train.save_steps", "train.save_total_limit")
 
 
 class RunDirError(ConfigError):

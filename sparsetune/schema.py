@@ -142,6 +142,7 @@ class RootConfig:
     overwrite: bool = False
     force_resume: bool = False
     export: bool = True
+    export_compressed: Any = "auto"  # auto | true | false (validate.CHOICES; a bool or 'auto', so not typed str)
     objective: Optional[str] = "auto"
     train: TrainConfig = field(default_factory=TrainConfig)
     model: Any = None

@@ -31,6 +31,7 @@ CHOICES = {
     "model.source": ("hub", "embedded", "tiny"),
     "model.dtype": ("auto", "fp32", "bf16", "fp16"),
     "task.missing_labels": ("drop", "error"),
+    "export_compressed": ("auto", True, False),
 }
 GROUP_SCHEMAS = {"train": TrainConfig, "model": ModelConfig, "task": TaskConfig, "salience": SalienceConfig,
                  "mask_schedule": ScheduleConfig, "hardware": HardwareConfig, "eval": EvalConfig,
@@ -202,6 +203,16 @@ def checked_method(cfg: DictConfig):
         method = METHODS.get(cfg.method.name)(cfg)
         method.validate(cfg)
         check_eval_config(cfg)
+        _check_compressed_export(cfg)
     except ValueError as e:
         raise invalid([str(e)]) from None
     return method
+
+
+def _check_compressed_export(cfg: DictConfig) -> None:
+    """export_compressed=true insists on compressed-tensors: said before training, not after it."""
+    if cfg.export and cfg.get("export_compressed") is True:
+        from .compressed_export import library_problem
+
+        if problem := library_problem():
+            raise ValueError(f"export_compressed=true: {problem}")

@@ -79,7 +79,7 @@ def test_occupied_dir_is_refused_kept_returned_when_completed_and_replaced_only_
     first = run(tiny_cfg("method=magnitude", "method.sparsity=0.5"), d)
     before = (d / "results.json").read_bytes()
 
-    with pytest.raises(RunDirError, match="already holds results.json, checkpoints, model .*resume=auto.*overwrite=true"):
+    with pytest.raises(RunDirError, match="already holds results.json, checkpoints, model, model-compressed .*resume=auto.*overwrite=true"):
         run(tiny_cfg("method=magnitude", "method.sparsity=0.5"), d)
     with pytest.raises(RunDirError, match=r"method.sparsity: 0.5 -> 0.3"):
         run(tiny_cfg("method=magnitude", "method.sparsity=0.3", "resume=auto"), d)
@@ -98,7 +98,7 @@ def test_occupied_dir_is_refused_kept_returned_when_completed_and_replaced_only_
     replaced = run(tiny_cfg("method=magnitude", "method.sparsity=0.3", "overwrite=true"), d)
     rec = strict_json(d / "results.json")
     assert replaced["status"] == rec["status"] == "completed" and rec["sparsity"]["target"] == 0.3
-    assert rec["overwrote"]["removed"] == ["results.json", "checkpoints", "model"]
+    assert rec["overwrote"]["removed"] == ["results.json", "checkpoints", "model", "model-compressed"]
     assert rec["overwrote"]["previous_status"] == "completed"
 
 
