@@ -38,7 +38,12 @@ def config_dir() -> Path:
 def app() -> None:
     """The command line `[group=option ...] [key=value ...]` (and Hydra's -m, --help, --cfg ...), run as
     train.py, the `sparsetune` console script or `python -m sparsetune`. The run's log is <run dir>/train.log
-    whichever of them runs (hydra.job.name in conf/train.yaml)."""
+    whichever of them runs (hydra.job.name in conf/train.yaml). `sparsetune plot ...` draws runs instead
+    (plot_command.py): a bare word is never a Hydra override, so the two cannot be confused."""
+    if sys.argv[1:2] == ["plot"]:
+        from .plot_command import main as plot_main
+
+        sys.exit(plot_main(sys.argv[2:]))
     import hydra
 
     from . import schema

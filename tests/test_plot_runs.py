@@ -101,3 +101,13 @@ def test_pooled_kept_averages_blocks():
     pooled, block = pooled_kept(kept, cells=3)
     assert block == (1, 2)
     np.testing.assert_allclose(pooled, [[1.0, 0.0, 1.0], [0.5, 0.0, 1.0]])  # the last block holds one column
+
+
+def test_sparsetune_plot_subcommand_from_another_directory(two_runs, tmp_path):
+    """`sparsetune plot ...` (here as python -m sparsetune, the console script's entry) from outside the checkout."""
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-m", "sparsetune", "plot", *map(str, two_runs), "--out", "plots"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert all(is_png(tmp_path / "plots" / name) for name in PNG.values())
