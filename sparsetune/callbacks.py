@@ -1,7 +1,7 @@
 """Trainer callbacks shared by the sparse methods."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from transformers import TrainerCallback
 

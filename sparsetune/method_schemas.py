@@ -8,7 +8,6 @@ Each `check(cfg)` raises ValueError saying what is allowed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
 
 from omegaconf import MISSING
 
@@ -118,9 +117,9 @@ class MethodConfig:
     train_bias: bool = False  # train the biases of the target matrices
     targets: str = "all"  # all = model.target_modules | attention = model.attention_modules
     # explicit module-name suffixes (e.g. [query, value]: the SPEFT paper's BERT budget); overrides `targets`
-    target_modules: Optional[List[str]] = None
+    target_modules: list[str] | None = None
     # methods that prune nothing accept a sweep's shared method.sparsity and record it as not applicable
-    sparsity: Optional[float] = None
+    sparsity: float | None = None
 
     @classmethod
     def check(cls, cfg) -> None:
@@ -135,7 +134,7 @@ class MethodConfig:
 
 @dataclass
 class SparseMethodConfig(MethodConfig):
-    sparsity: Optional[float] = 0.9  # fraction of zeros in the target matrices
+    sparsity: float | None = 0.9  # fraction of zeros in the target matrices
     scope: str = "local"  # local (per matrix) | global (one ranking over all targets)
 
 
@@ -179,7 +178,7 @@ class PSTConfig(ScheduledMaskConfig):
     alpha1: float = 1.0  # weight of A·B in the score
     alpha2: float = 1.0  # weight of R + C in the score
     # which terms S sums (Table 5 ablations): magnitude = |W0+βUV|, lowrank = α1·AB, structured = α2·(R+C)
-    score_terms: List[str] = field(default_factory=lambda: list(SCORE_TERMS))
+    score_terms: list[str] = field(default_factory=lambda: list(SCORE_TERMS))
 
     @classmethod
     def check(cls, cfg) -> None:
@@ -195,8 +194,8 @@ class PSTConfig(ScheduledMaskConfig):
 @dataclass
 class SpeftConfig(MethodConfig):
     targets: str = "attention"
-    match_lora_rank: Optional[int] = 8  # select LoRA rank-r's trainable count r*(in+out) per target; null = use density
-    density: Optional[float] = None  # fraction of the target weights to adapt (with match_lora_rank=null)
+    match_lora_rank: int | None = 8  # select LoRA rank-r's trainable count r*(in+out) per target; null = use density
+    density: float | None = None  # fraction of the target weights to adapt (with match_lora_rank=null)
     scope: str = "global"  # global = one ranking over all target matrices | local = per matrix (per fused block)
 
     @classmethod
@@ -242,7 +241,7 @@ class LoraMethodConfig(MethodConfig):
 @dataclass
 class PissaMethodConfig(LoraMethodConfig):
     dropout: float = 0.0
-    pissa_niter: Optional[int] = None  # None = exact SVD; K = torch.svd_lowrank with K subspace iterations
+    pissa_niter: int | None = None  # None = exact SVD; K = torch.svd_lowrank with K subspace iterations
 
     @classmethod
     def check(cls, cfg) -> None:
@@ -256,7 +255,7 @@ class PissaMethodConfig(LoraMethodConfig):
 class OneShotPruneConfig(SparseMethodConfig):
     """Method config fields of methods that start from a one-shot pruned model (SPP, LoRA*)."""
 
-    sparsity: Optional[float] = 0.5  # fraction of zeros (unstructured); null or 1-N/M with an N:M pattern
+    sparsity: float | None = 0.5  # fraction of zeros (unstructured); null or 1-N/M with an N:M pattern
     pattern: str = "unstructured"  # unstructured | N:M = N weights kept in every M (2:4, 4:8, 2:8)
     prune: bool = True  # false: the loaded model is already pruned (a local pruned checkpoint)
     r: int = 8
@@ -285,7 +284,7 @@ class OneShotPruneConfig(SparseMethodConfig):
 class SPPConfig(OneShotPruneConfig):
     r: int = 16  # rows of alpha; must divide every target's output dim
     lora_alpha: float = 32.0  # s = lora_alpha / r unless `scaling` is set
-    scaling: Optional[float] = None
+    scaling: float | None = None
     dropout: float = 0.05  # on the adapter branch's input only
     impl: str = "blocked"  # blocked = memory-efficient eq. 7 | naive = explicit W~' (eq. 4-5)
     use_beta: bool = True  # Table 4 ablation: false = no W_beta (W~' = W~ * Repeat0(alpha), beta fixed at 1)

@@ -30,7 +30,8 @@ def auto_class(task: DictConfig):
 def head_kwargs(task: DictConfig) -> dict:
     if task.kind == "causal_lm":
         return {}
-    return {"num_labels": int(task.num_labels), "problem_type": "regression" if task.kind == "regression" else "single_label_classification"}
+    problem = "regression" if task.kind == "regression" else "single_label_classification"
+    return {"num_labels": int(task.num_labels), "problem_type": problem}
 
 
 def embedded_dir(name: str, cache_dir: str) -> Path:

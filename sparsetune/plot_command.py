@@ -47,7 +47,7 @@ def main(argv=None) -> int:
         print(f"{label}: {info['path']} (from {info['source']})")
     for name, why in result["skipped"].items():
         print(f"skipped {name}: {why}")
-    for name, plot in result.items():
+    for plot in result.values():
         if isinstance(plot, dict) and "png" in plot:
             print(f"wrote {plot['png']}")
     return 0

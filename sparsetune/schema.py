@@ -8,7 +8,7 @@ Keys added with Hydra's `+key=value` bypass struct mode; validate.unknown_keys c
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
@@ -37,7 +37,7 @@ class HardwareConfig:
     name: str = MISSING
     device: str = "cpu"  # cpu | cuda | auto (cuda when a GPU is visible, else cpu: then fp32 whatever the precision)
     precision: str = "fp32"  # fp32 | bf16 | fp16
-    num_threads: Optional[int] = 1
+    num_threads: int | None = 1
     dataloader_workers: int = 0
     gradient_checkpointing: bool = False
 
@@ -46,20 +46,20 @@ class HardwareConfig:
 class ModelConfig:
     name: str = MISSING
     source: str = "hub"  # hub | embedded | tiny
-    hub_id: Optional[str] = None
-    path: Optional[str] = None  # a local directory overrides hub_id / embedded package
-    embedded: Optional[str] = None  # name of a PyPI-installed model (minilm-l6, smollm2-135m)
+    hub_id: str | None = None
+    path: str | None = None  # a local directory overrides hub_id / embedded package
+    embedded: str | None = None  # name of a PyPI-installed model (minilm-l6, smollm2-135m)
     pretrained: bool = True
     family: str = "bert"  # bert | roberta | gpt2 | opt | llama | gemma2 | qwen2
-    arch: Dict[str, Any] = field(default_factory=dict)  # config fields: dry runs build the skeleton from these
-    target_modules: List[str] = field(default_factory=list)  # every prunable matrix of the blocks
-    attention_modules: List[str] = field(default_factory=list)  # q/k/v/o only (method.targets=attention)
-    exclude_modules: List[str] = field(default_factory=list)
-    fused_modules: Dict[str, int] = field(default_factory=dict)  # GPT-2 c_attn: 3 (q|k|v)
-    head_modules: List[str] = field(default_factory=list)  # task head of classification models
-    head_final: List[str] = field(default_factory=list)
+    arch: dict[str, Any] = field(default_factory=dict)  # config fields: dry runs build the skeleton from these
+    target_modules: list[str] = field(default_factory=list)  # every prunable matrix of the blocks
+    attention_modules: list[str] = field(default_factory=list)  # q/k/v/o only (method.targets=attention)
+    exclude_modules: list[str] = field(default_factory=list)
+    fused_modules: dict[str, int] = field(default_factory=dict)  # GPT-2 c_attn: 3 (q|k|v)
+    head_modules: list[str] = field(default_factory=list)  # task head of classification models
+    head_final: list[str] = field(default_factory=list)
     dtype: str = "auto"  # auto = fp32 weights (mixed precision casts on the fly) | fp32 | bf16 | fp16 (16-bit base weights)
-    decoder_layers: Optional[str] = None  # attribute path of the decoder blocks (post-training pruners)
+    decoder_layers: str | None = None  # attribute path of the decoder blocks (post-training pruners)
 
 
 @dataclass
@@ -67,22 +67,22 @@ class TaskConfig:
     name: str = MISSING
     loader: str = MISSING
     kind: str = "classification"  # classification | regression | causal_lm
-    hub_id: Optional[str] = None
-    hub_config: Optional[str] = None
-    data_dir: Optional[str] = None
-    data_files: Dict[str, str] = field(default_factory=lambda: open_dict_node())  # split -> jsonl/csv/parquet with the hub's columns
-    text_fields: List[str] = field(default_factory=list)
+    hub_id: str | None = None
+    hub_config: str | None = None
+    data_dir: str | None = None
+    data_files: dict[str, str] = field(default_factory=lambda: open_dict_node())  # split -> jsonl/csv/parquet with the hub's columns
+    text_fields: list[str] = field(default_factory=list)
     label_field: str = "label"
     missing_labels: str = "drop"  # rows without a label: drop (counted in results.json data.dropped_rows, warned) | error
     num_labels: int = 2
-    metrics: List[str] = field(default_factory=list)
+    metrics: list[str] = field(default_factory=list)
     main_metric: str = "accuracy"
     train_split: str = "train"
-    eval_splits: List[str] = field(default_factory=lambda: ["validation"])
+    eval_splits: list[str] = field(default_factory=lambda: ["validation"])
     max_length: int = 128
-    max_train_samples: Optional[int] = None
-    max_eval_samples: Optional[int] = None
-    options: Dict[str, Any] = field(default_factory=lambda: open_dict_node())  # loader-specific (loaders check keys)
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+    options: dict[str, Any] = field(default_factory=lambda: open_dict_node())  # loader-specific (loaders check keys)
 
 
 @dataclass
@@ -90,7 +90,7 @@ class SalienceConfig:
     name: str = MISSING
     num_batches: int = 64  # data-aware metrics: expectation over this many training batches
     batch_size: int = 16
-    options: Dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -109,10 +109,10 @@ class TrainConfig:
     adam_epsilon: float = 1.0e-8
     max_grad_norm: float = 1.0
     eval_strategy: str = "epoch"  # epoch | steps | no
-    eval_steps: Optional[int] = None
+    eval_steps: int | None = None
     eval_on_start: bool = False
     save_steps: int = 500
-    save_total_limit: Optional[int] = 2
+    save_total_limit: int | None = 2
     logging_steps: int = 10
     # last = export the final model | best = the checkpoint of the best dev score (task.main_metric) among the
     # evaluations of the final phase, where a scheduled sparsity has reached its target (the PST reference's rule)
@@ -122,8 +122,8 @@ class TrainConfig:
 @dataclass
 class LoggerConfig:
     name: str = MISSING  # none | wandb | tensorboard
-    project: Optional[str] = None
-    mode: Optional[str] = None  # wandb: offline | online | disabled
+    project: str | None = None
+    mode: str | None = None  # wandb: offline | online | disabled
 
 
 @dataclass
@@ -138,12 +138,12 @@ class RootConfig:
 
     seed: int = 42
     dry_run: bool = False
-    resume: Optional[str] = None
+    resume: str | None = None
     overwrite: bool = False
     force_resume: bool = False
     export: bool = True
     export_compressed: Any = "auto"  # auto | true | false (validate.CHOICES; a bool or 'auto', so not typed str)
-    objective: Optional[str] = "auto"
+    objective: str | None = "auto"
     train: TrainConfig = field(default_factory=TrainConfig)
     model: Any = None
     method: Any = None

@@ -6,7 +6,7 @@ transformers' Conv1D (GPT-2, weight stored in x out) are accepted.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import nn

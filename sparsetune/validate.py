@@ -17,8 +17,17 @@ from .evaluation.schema import EvalConfig
 from .method_schemas import METHOD_SCHEMAS
 from .model_dir import model_dir_problem
 from .objective import AUTO, check_objective
-from .schema import (HardwareConfig, LoggerConfig, ModelConfig, PathsConfig, RootConfig, SalienceConfig,
-                     ScheduleConfig, TaskConfig, TrainConfig)
+from .schema import (
+    HardwareConfig,
+    LoggerConfig,
+    ModelConfig,
+    PathsConfig,
+    RootConfig,
+    SalienceConfig,
+    ScheduleConfig,
+    TaskConfig,
+    TrainConfig,
+)
 
 __all__ = ["ConfigError", "preflight", "checked_method", "check", "unknown_keys"]
 

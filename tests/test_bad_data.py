@@ -8,10 +8,13 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import CONF, TINY, compose_cfg
+from data_files import jsonl, sst2_tsv, write
 from datasets import Dataset
 
 from sparsetune.errors import ConfigError
-from sparsetune.models import check_model_dir, load as load_model
+from sparsetune.models import check_model_dir
+from sparsetune.models import load as load_model
 from sparsetune.run import run
 from sparsetune.tasks.data_to_text import load_e2e
 from sparsetune.tasks.errors import DataError
@@ -22,8 +25,6 @@ from sparsetune.tasks.local_files import read_records
 from sparsetune.tasks.math import load_gsm8k
 from sparsetune.tiny_tokenizer import bytelevel_tokenizer, wordpiece_tokenizer
 from sparsetune.validate import check
-from conftest import CONF, TINY, compose_cfg
-from data_files import jsonl, sst2_tsv, write
 
 ROOT = Path(CONF).parent
 

@@ -2,10 +2,9 @@
 from pathlib import Path
 
 import pytest
+from conftest import CONF, compose_cfg
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigKeyError, ValidationError
-
-from conftest import CONF, compose_cfg
 
 GROUPS = ["model", "method", "salience", "mask_schedule", "task", "hardware", "logger", "paths", "debug", "experiment", "local"]
 

@@ -103,7 +103,7 @@ class StepChecks(TrainerCallback):
             if not isinstance(layer, TargetLinear):
                 continue
             w = layer.merged_weight()
-            for i, block in enumerate(layer.blocks(w)):
+            for block in layer.blocks(w):
                 assert int((block == 0).sum()) >= num_pruned(block.numel(), s) - 0, (name, state.global_step, s)
             zeros = w == 0
             if self.fixed and name in self.prev:

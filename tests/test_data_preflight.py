@@ -9,6 +9,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import CONF, compose_cfg
+from data_files import jsonl, sst2_tsv, write
 
 from sparsetune.errors import ConfigError
 from sparsetune.tasks import data_to_text_files, glue_files, local_files, read_cache
@@ -19,8 +21,6 @@ from sparsetune.tasks.instruction import load_alpaca
 from sparsetune.tasks.preflight import check_data
 from sparsetune.tiny_tokenizer import bytelevel_tokenizer, wordpiece_tokenizer
 from sparsetune.validate import preflight
-from conftest import CONF, compose_cfg
-from data_files import jsonl, sst2_tsv, write
 
 ROOT = Path(CONF).parent
 HEAVY = ("torch", "transformers", "datasets")

@@ -3,6 +3,7 @@ import json
 
 import pytest
 import sacrebleu
+from conftest import compose_cfg
 
 from sparsetune import models
 from sparsetune.evaluation.nlg_metrics import nlg_scores, reference_streams
@@ -11,7 +12,6 @@ from sparsetune.tasks.causal_lm import prompt_ids
 from sparsetune.tasks.data_to_text_files import dart_pairs, e2e_pairs, e2e_source, group_references, webnlg_pairs
 from sparsetune.tasks.generate import generate
 from sparsetune.tasks.local_files import read_records
-from conftest import compose_cfg
 
 # the original trainset.csv layout: "mr,ref" header, CRLF line ends, quoted fields with commas and "" escapes
 E2E_CSV = (

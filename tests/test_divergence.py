@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import compose_cfg
 from torch import nn
 from transformers import TrainerCallback, TrainingArguments
 
 from sparsetune.divergence import Diverged, DivergenceGuard, check_finite_metrics, check_finite_model
 from sparsetune.masks import topk_mask
 from sparsetune.training import MethodTrainer
-from conftest import compose_cfg
 
 NAN, INF = float("nan"), float("inf")
 REPO = Path(__file__).resolve().parents[1]

@@ -203,6 +203,7 @@ def test_settings_defaults_and_which_matrices_are_refined():
 
 def test_composed_config_checks_dsnot_options_before_anything_runs():
     from conftest import compose_cfg
+
     from sparsetune.validate import check
 
     base = ["model=tiny-llama", "method=spp", "salience=dsnot"]

@@ -5,9 +5,9 @@ import json
 import random
 
 import pytest
+from conftest import TINY, compose_cfg
 
 from sparsetune.run import run
-from conftest import TINY, compose_cfg
 
 # Dropout off: the two splits draw different dropout masks, so the runs would differ for that reason alone.
 # tiny-bert inherits BertConfig's dropout of 0.1 and LoRA's default is 0.05; tiny-llama has none.

@@ -4,17 +4,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import CONF, compose_cfg
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
+from test_local_tasks import ARC_TEST, MMLU, write_data_dir
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from conftest import CONF, compose_cfg
 from sparsetune.evaluation import harness, suite
 from sparsetune.evaluation.perplexity import file_perplexity
 from sparsetune.evaluation.schema import EvalConfig
 from sparsetune.evaluation.suite import check_eval_config, evaluate_suite
 from sparsetune.tiny_tokenizer import bytelevel_tokenizer
-from test_local_tasks import ARC_TEST, MMLU, write_data_dir
 
 torch.set_num_threads(1)
 

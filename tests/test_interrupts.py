@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import CONF, TINY, compose_cfg
 from safetensors.torch import load_file
 
 from sparsetune.run import run
-from conftest import CONF, TINY, compose_cfg
 
 ROOT = Path(CONF).parent
 # 48 examples in batches of 8: 6 steps an epoch, so step 8 (the last) falls inside the second epoch, where
@@ -69,7 +69,7 @@ def test_sigterm_and_sigint_record_interrupted_and_exit_143_and_130(tmp_path):
 def test_kill_9_inside_a_save_or_during_export_then_resume_auto_equals_the_uninterrupted_run(uninterrupted, tmp_path):
     whole, whole_weights = uninterrupted
     procs = {when: start(["tests/die_during.py", when, *SHORT], tmp_path / when.replace(":", "")) for when in ("save:2", "export")}
-    for when, proc in procs.items():
+    for proc in procs.values():
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == -signal.SIGKILL, err[-2000:]
     saved, exporting = tmp_path / "save2", tmp_path / "export"

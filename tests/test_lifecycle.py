@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import CONF, TINY
 from omegaconf import OmegaConf
 from transformers import Trainer, TrainerCallback
 
@@ -22,7 +23,6 @@ from sparsetune.divergence import Diverged
 from sparsetune.run import run
 from sparsetune.run_dir import RunDirError, claimed
 from sparsetune.run_names import PROCESS_TOKEN, fresh_run_dir
-from conftest import CONF, TINY
 
 ROOT = Path(CONF).parent
 

@@ -10,8 +10,16 @@ from lm_eval.tasks._yaml_loader import load_yaml
 
 from sparsetune.evaluation.harness import to_lm_eval
 from sparsetune.evaluation.local_tasks import (
-    MMLU_CATEGORIES, MMLU_GROUP_VERSION, MMLU_TEMPLATE, TASKS, UnusableData, build_local_suite, mmlu_description,
-    read_arc_csv, read_source, split_context_question,
+    MMLU_CATEGORIES,
+    MMLU_GROUP_VERSION,
+    MMLU_TEMPLATE,
+    TASKS,
+    UnusableData,
+    build_local_suite,
+    mmlu_description,
+    read_arc_csv,
+    read_source,
+    split_context_question,
 )
 
 LM_EVAL_TASKS = Path(lm_eval.tasks.__file__).parent

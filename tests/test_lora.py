@@ -7,11 +7,11 @@ import functools
 import pytest
 import torch
 import yaml
+from conftest import TINY, compose_cfg
 from omegaconf import OmegaConf, open_dict
 from peft import PeftModel
 from transformers import BertConfig, BertForSequenceClassification, GPT2Config, GPT2ForSequenceClassification
 
-from conftest import TINY, compose_cfg
 from sparsetune.methods.base import MethodContext
 from sparsetune.registry import METHODS
 
@@ -38,7 +38,7 @@ def batches(n, seed=0):
                "labels": torch.randint(0, 2, (4,), generator=g)}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _composed(groups: tuple) -> object:
     return compose_cfg([*TINY, *groups])
 

@@ -45,7 +45,7 @@ def test_sparsity_out_of_range():
         topk_mask(torch.rand(4), 1.0)
 
 
-# ---- the exact top-k selection (every mask update of MaP, MvP and PST) ------------------------------------------------------------------------------------------
+# ---- the exact top-k selection (every mask update of MaP, MvP and PST) ----------------------------------------
 
 @pytest.mark.parametrize("shape", [(7, 5), (300, 200), (96, 1000)])
 @pytest.mark.parametrize("sparsity", [0.0, 0.1, 0.5, 0.9, 0.97])

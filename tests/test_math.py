@@ -4,6 +4,7 @@ from decimal import Decimal
 
 import pytest
 import torch
+from conftest import compose_cfg
 
 from sparsetune import models
 from sparsetune.run import run
@@ -12,7 +13,6 @@ from sparsetune.tasks.generate import generate
 from sparsetune.tasks.math import load_gsm8k, load_metamathqa
 from sparsetune.tasks.math_answers import cot_exemplars, cot_prompt, flexible_answer, gold_answer, same_number, strict_answer
 from sparsetune.tiny_tokenizer import bytelevel_tokenizer
-from conftest import compose_cfg
 
 TEST = [
     {"question": "Janet sells 9 eggs for $2 each. How much does she make?", "answer": "9 * 2 = <<9*2=18>>18\n#### 18"},

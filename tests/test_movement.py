@@ -3,19 +3,24 @@ dW = G ⊙ M and dS = G ⊙ W on hand values, the score's sign convention under 
 fused GPT-2 blocks, export, and the paper's 194.93M trainable count on a meta BERT-base."""
 from __future__ import annotations
 
-
 import pytest
 import torch
+from conftest import apply_method, merge_and_reload, method_cfg
 from omegaconf import OmegaConf
 from torch import nn
-from transformers import AutoConfig, AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
-from transformers import GPT2Config, GPT2ForSequenceClassification
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    BertConfig,
+    BertForSequenceClassification,
+    GPT2Config,
+    GPT2ForSequenceClassification,
+)
 
 from sparsetune.layers.movement import MovementLinear
 from sparsetune.masks import num_pruned, topk_mask
 from sparsetune.methods.base import count_params
 from sparsetune.registry import METHODS
-from conftest import apply_method, merge_and_reload, method_cfg
 
 torch.set_num_threads(1)
 

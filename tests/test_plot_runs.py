@@ -12,9 +12,10 @@ from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import plot_runs  # noqa: E402
-
 from conftest import TINY, compose_cfg  # noqa: E402
-from sparsetune.analysis.run_plots import PNG, plot_runs as make_plots, pooled_kept  # noqa: E402
+
+from sparsetune.analysis.run_plots import PNG, pooled_kept  # noqa: E402
+from sparsetune.analysis.run_plots import plot_runs as make_plots
 from sparsetune.history import HISTORY_FILE, read_history  # noqa: E402
 from sparsetune.run import run  # noqa: E402
 

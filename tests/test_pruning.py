@@ -101,7 +101,7 @@ def reference_wanda(model, ids, sparsity, nm=None):
     for block in model.model.layers:
         linears = {n: m for n, m in block.named_modules() if isinstance(m, nn.Linear)}
         sq = {n: torch.zeros(m.in_features, dtype=torch.float64) for n, m in linears.items()}
-        def accumulate(name):
+        def accumulate(name, sq=sq):  # this block's sums (bound now, not the loop's last)
             def hook(mod, args, out):
                 sq[name].add_(args[0].reshape(-1, args[0].shape[-1]).pow(2).sum(0))
             return hook

@@ -7,17 +7,22 @@ import math
 
 import pytest
 import torch
+from conftest import apply_method, merge_and_reload, method_cfg
 from omegaconf import OmegaConf
 from torch import nn
-from transformers import AutoConfig, AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
-from transformers import GPT2Config, GPT2ForSequenceClassification
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    BertConfig,
+    BertForSequenceClassification,
+    GPT2Config,
+    GPT2ForSequenceClassification,
+)
 
 from sparsetune.layers.pst import PSTLinear
-from sparsetune.masks import topk_mask
-from sparsetune.masks import num_pruned
+from sparsetune.masks import num_pruned, topk_mask
 from sparsetune.methods.base import count_params
 from sparsetune.registry import METHODS
-from conftest import apply_method, merge_and_reload, method_cfg
 
 torch.set_num_threads(1)
 ALL_TERMS = ("magnitude", "lowrank", "structured")

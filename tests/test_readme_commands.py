@@ -19,12 +19,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import CONF, has_optuna_sweeper
 from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from conftest import CONF, has_optuna_sweeper
 from sparsetune.tasks.glue_files import LAYOUT, SPLIT_FILES
 
 ROOT = Path(CONF).parent

@@ -52,7 +52,7 @@ def test_report_states_commands_claims_figures_and_what_was_not_run(tmp_path):
     assert "**What we think, and what we measured:**\n\nMvP's score lr collapses it here." in sec  # kept by collect
     assert (doc.parent / "figures" / "pst-figure3.png").stat().st_size > 1000
     assert "![pst-figure3](figures/pst-figure3.png)" in text
-    for name, t in TABLES.items():
+    for name in TABLES:
         if name not in ("pst-table2", "pst-figure3"):
             assert f"## {name}:" in text
     assert "**Not run yet at CPU scale.** `make speft-table1`" in text

@@ -6,11 +6,11 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import CONF, compose_cfg
 
 from sparsetune.hub import OfflineError
 from sparsetune.run import run
 from sparsetune.validate import ConfigError
-from conftest import CONF, compose_cfg
 
 ROOT = Path(CONF).parent
 

@@ -8,12 +8,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
-from torch import nn
-from transformers import BertConfig, BertForSequenceClassification, GPT2Config, GPT2ForSequenceClassification
-from omegaconf import OmegaConf, open_dict
-from transformers import TrainerControl, TrainerState
-
 from conftest import TINY, compose_cfg
+from omegaconf import OmegaConf, open_dict
+from torch import nn
+from transformers import (
+    BertConfig,
+    BertForSequenceClassification,
+    GPT2Config,
+    GPT2ForSequenceClassification,
+    TrainerControl,
+    TrainerState,
+)
 
 from sparsetune.layers.sparse_delta import SparseDeltaLinear
 from sparsetune.methods.base import MethodContext
@@ -39,7 +44,7 @@ def batches_from(seed):
     return batches
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _composed(groups: tuple) -> object:
     return compose_cfg([*TINY, "method=speft", "mask_schedule=static", "salience.num_batches=2", *groups])
 

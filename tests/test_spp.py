@@ -140,7 +140,8 @@ def target_weights(model):
     return {n: m.weight for n, m in find_targets(model, TARGETS).items()}
 
 
-@pytest.mark.parametrize("salience,pattern,sparsity", [("wanda", "unstructured", 0.5), ("sparsegpt", "2:4", None), ("magnitude", "unstructured", 0.6)])
+@pytest.mark.parametrize("salience,pattern,sparsity",
+                         [("wanda", "unstructured", 0.5), ("sparsegpt", "2:4", None), ("magnitude", "unstructured", 0.6)])
 def test_spp_method_trains_only_alpha_beta_and_exports_sparse(tmp_path, salience, pattern, sparsity):
     cfg = make_cfg(SPPConfig, "spp", salience, r=4, lora_alpha=8.0, pattern=pattern, sparsity=sparsity, dropout=0.0)
     method = SPP(cfg)

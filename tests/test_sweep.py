@@ -8,11 +8,11 @@ from pathlib import Path
 
 import hydra
 import pytest
+from conftest import CONF
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
-from conftest import CONF
 from sparsetune.sweep_summary import NO_RECORD, SweepSummary, main_metric
 
 

@@ -5,8 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sparsetune.train_logging import LogLines, format_logs
 from conftest import TINY
+
+from sparsetune.train_logging import LogLines, format_logs
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -3,11 +3,11 @@ sharing them in one forward/backward still produce the explicit formula's gradie
 from __future__ import annotations
 
 import torch
+from test_pst import explicit_forward, linear
 
 from sparsetune.layers import workspace
 from sparsetune.layers.pst import PSTLinear
 from sparsetune.masks import topk_mask
-from test_pst import explicit_forward, linear
 
 
 def test_scratch_reuses_one_buffer_per_role():

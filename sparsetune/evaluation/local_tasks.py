@@ -20,9 +20,9 @@ import json
 import os
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from lm_eval.tasks.hellaswag.utils import process_docs as hellaswag_process_docs
 from lm_eval.tasks.winogrande import preprocess_winogrande as winogrande_fns

@@ -6,31 +6,31 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 
 @dataclass
 class PerplexityConfig:
     enabled: bool = False
-    data_file: Optional[str] = None  # None: <eval.data_dir>/wikitext-2-raw/test.hf_rows.txt
+    data_file: str | None = None  # None: <eval.data_dir>/wikitext-2-raw/test.hf_rows.txt
     fmt: str = "auto"  # auto | hf_rows | jsonl | json | text (see sparsetune.evaluation.perplexity.read_texts)
     seqlen: int = 2048  # Wanda / SparseGPT use the model's context (2048 for LLaMA-1)
-    max_chunks: Optional[int] = None  # CPU-sized runs: score only the first chunks
+    max_chunks: int | None = None  # CPU-sized runs: score only the first chunks
     batch_size: int = 1
 
 
 @dataclass
 class EvalConfig:
     name: str = "none"
-    tasks: List[str] = field(default_factory=list)  # lm-eval task names (arc_easy, mmlu, ...)
-    data_dir: Optional[str] = None  # local data root (commonsense/, mmlu/, glue/RTE/, ...); None: the hub
-    files: Dict[str, str] = field(default_factory=dict)  # task -> its eval-split file (mmlu: a hendrycks dir)
+    tasks: list[str] = field(default_factory=list)  # lm-eval task names (arc_easy, mmlu, ...)
+    data_dir: str | None = None  # local data root (commonsense/, mmlu/, glue/RTE/, ...); None: the hub
+    files: dict[str, str] = field(default_factory=dict)  # task -> its eval-split file (mmlu: a hendrycks dir)
     num_fewshot: Any = 0  # int, or {task: int} (tasks not named get 0)
     limit: Any = None  # None, int, or {task: int}: documents per leaf task (MMLU has 57 leaf tasks)
     batch_size: int = 1  # set on HFLM: simple_evaluate's batch_size is ignored for a prebuilt model
-    max_length: Optional[int] = None  # cap on context tokens (never above the model's positions); None: lm-eval's
+    max_length: int | None = None  # cap on context tokens (never above the model's positions); None: lm-eval's
     # own choice, the model's max_position_embeddings (8192 for SmolLM2; longer prompts are left-truncated)
     seed: int = 1234  # lm-eval's default seeds (python / numpy / torch / few-shot sampler)
     strict: bool = False  # true: a task without usable local data raises instead of being skipped
-    work_dir: Optional[str] = None  # converted jsonl + datasets cache; None: <paths.cache_dir>/lm_eval_local
+    work_dir: str | None = None  # converted jsonl + datasets cache; None: <paths.cache_dir>/lm_eval_local
     perplexity: PerplexityConfig = field(default_factory=PerplexityConfig)

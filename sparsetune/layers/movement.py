@@ -10,10 +10,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..method_schemas import SCORE_INITS
 from .masked import MaskedLinear
 from .ste import masked_weight_ste
-
-from ..method_schemas import SCORE_INITS
 
 
 class MovementLinear(MaskedLinear):

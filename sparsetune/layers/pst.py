@@ -25,10 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..masks import as_factor
+from ..method_schemas import SCORE_TERMS, check_score_terms  # noqa: F401  (re-exported)
 from .base import TargetLinear
 from .workspace import scratch
-
-from ..method_schemas import SCORE_TERMS, check_score_terms  # noqa: F401  (re-exported)
 
 
 class _Hyper(NamedTuple):

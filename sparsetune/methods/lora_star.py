@@ -30,7 +30,7 @@ MASK_BUFFER = "prune_mask"
 
 
 class RemaskAtTrainEnd(TrainerCallback):
-    def __init__(self, method: "LoraStar"):
+    def __init__(self, method: LoraStar):
         self.method = method
 
     def on_train_end(self, args, state, control, **kw):

@@ -18,6 +18,7 @@ from ..method_schemas import MovementConfig
 from ..registry import METHODS
 from .masked_base import ScheduledMaskMethod
 
+
 @METHODS.register("movement")
 class MovementPruning(ScheduledMaskMethod):
     name = "movement"

@@ -23,7 +23,6 @@ from ..registry import METHODS
 from .masked_base import ScheduledMaskMethod
 
 
-
 @METHODS.register("pst")
 class PST(ScheduledMaskMethod):
     name = "pst"

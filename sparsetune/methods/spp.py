@@ -16,11 +16,9 @@ from ..layers.spp import SPPLinear, check_rank
 from ..method_schemas import SPPConfig
 from ..pruning.driver import prune_for_method, validate_oneshot
 from ..pruning.magnitude import pattern_sparsity
-from ..targets import weight_out_in
 from ..registry import METHODS
+from ..targets import weight_out_in
 from .base import Method, model_targets, target_suffixes
-
-
 
 REFERENCE_NOTES = [
     "alpha rank = config r (reference: hard-coded 16, config r only enters s = lora_alpha/r)",

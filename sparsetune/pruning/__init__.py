@@ -1,6 +1,6 @@
 """Post-training pruners (magnitude, Wanda, SparseGPT, DSnoT) applied layer by layer with calibration data."""
-from .calibration import CalibrationSettings, calibration_samples
 from ..method_schemas import OneShotPruneConfig
+from .calibration import CalibrationSettings, calibration_samples
 from .driver import PRUNERS, PruneResult, PruneSpec, prune_for_method, prune_model
 from .dsnot import DSnoTSettings
 

@@ -15,9 +15,10 @@ then stops the forward. Each pruned block is re-run on its inputs to produce the
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -37,7 +38,7 @@ class CalibrationSettings:
     max_batches: int = 1000  # upper bound on training batches read for source=train
 
     @classmethod
-    def from_options(cls, options: Mapping[str, Any] | None) -> "CalibrationSettings":
+    def from_options(cls, options: Mapping[str, Any] | None) -> CalibrationSettings:
         options = dict(options or {})
         allowed = {f.name for f in fields(cls)}
         unknown = sorted(set(options) - allowed)

@@ -14,8 +14,9 @@ sparsity / pattern from the method config, pruner settings from `salience.option
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf

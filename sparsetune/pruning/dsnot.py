@@ -74,7 +74,7 @@ class DSnoTSettings:
                              "(model.attention_modules), or layers=all")
 
     @classmethod
-    def from_options(cls, options, attention_modules=()) -> "DSnoTSettings":
+    def from_options(cls, options, attention_modules=()) -> DSnoTSettings:
         return cls(**check_dsnot_options(options), attention_modules=tuple(attention_modules or ()))
 
     def refines(self, name: str) -> bool:

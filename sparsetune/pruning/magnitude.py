@@ -13,9 +13,8 @@ from __future__ import annotations
 import torch
 
 from ..masks import nm_mask, row_mask, topk_mask
-from ..method_schemas import parse_pattern as parse_keep_pattern, pattern_sparsity  # noqa: F401
-
-
+from ..method_schemas import parse_pattern as parse_keep_pattern  # noqa: F401  (re-exported)
+from ..method_schemas import pattern_sparsity  # noqa: F401  (re-exported)
 
 
 def select_mask(scores: torch.Tensor, sparsity: float, nm: tuple[int, int] | None, granularity: str) -> torch.Tensor:

@@ -8,8 +8,8 @@ delta by keeping the batch dimension.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Iterator, Mapping
 
 import torch
 from torch import nn
@@ -46,7 +46,7 @@ class LayerIO:
         self.calls: dict[str, list] = {}
         self._handles: list = []
 
-    def __enter__(self) -> "LayerIO":
+    def __enter__(self) -> LayerIO:
         for name, layer in self.layers.items():
             self._handles.append(layer.register_forward_hook(self._recorder(name)))
         return self

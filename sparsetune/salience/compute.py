@@ -1,7 +1,7 @@
 """compute_salience: statistics once, then the metric's pure score per target layer."""
 from __future__ import annotations
 
-from typing import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import torch
 from torch import nn

@@ -6,8 +6,8 @@ sparse values are merged and zero while scoring, that is the weight itself).
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Iterator, Mapping, Sequence
 
 import torch
 from torch import nn

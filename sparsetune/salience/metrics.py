@@ -7,7 +7,7 @@ all-positive network. Larger score = more salient = selected first.
 """
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 

@@ -8,7 +8,7 @@ flat index), so the selection is deterministic and its size is exactly k.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

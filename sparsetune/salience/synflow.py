@@ -13,8 +13,8 @@ constant in the query/key weights, so those get zero flow (as in the reference, 
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from typing import Iterator, Mapping, Sequence
 
 import torch
 from torch import nn

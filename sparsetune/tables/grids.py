@@ -58,7 +58,8 @@ SPEFT_CPU = {**CPU_GLUE, "train.lr": 5.0e-4, "method.target_modules": "[query,va
 # zero-shot lm-eval on 100 documents per task (batches of 16) and WikiText-2 perplexity on 16 chunks of 512 tokens
 SPP_CPU = {"experiment": "spp-smollm2-cpu", "task.data_files": "{{train: {data}/alpaca/alpaca_tiny.json}}",
            "eval": "llm", "eval.tasks": "[boolq,rte,winogrande,arc_easy,arc_challenge,openbookqa]",
-           "eval.data_dir": "{data}", "eval.limit": 100, "eval.batch_size": 16, "eval.perplexity.data_file": "{data}/wikitext-2-raw/test.hf_rows.txt",
+           "eval.data_dir": "{data}", "eval.limit": 100, "eval.batch_size": 16,
+           "eval.perplexity.data_file": "{data}/wikitext-2-raw/test.hf_rows.txt",
            "eval.perplexity.seqlen": 512, "eval.perplexity.max_chunks": 16}
 SPP_PAPER = {"eval.data_dir": "{data}"}  # each run block names its model's preset (per-size lr / batch / epochs)
 PRUNED_ONLY = {"train.max_steps": 0}

@@ -12,8 +12,8 @@ import json
 import shutil
 import statistics
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..objective import harness_accuracy
 from .build import SHORT_NAMES

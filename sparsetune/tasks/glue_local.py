@@ -3,8 +3,8 @@ of every split, with the standard library only: the loader (glue.py) and the CLI
 (preflight.py) run the same code, so a corrupt file fails with the same file:line message before torch loads."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..errors import ConfigError
 from .errors import DataError

@@ -7,8 +7,8 @@ from __future__ import annotations
 import logging
 import math
 import re
+from collections.abc import Callable
 from numbers import Integral
-from typing import Callable
 
 from ..errors import ConfigError
 from .errors import DataError

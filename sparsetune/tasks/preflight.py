@@ -13,7 +13,6 @@ from ..errors import ConfigError
 from . import data_to_text_files, glue_local, instruction_files, math_files
 from .read_cache import keeping
 
-
 CHECKS = {  # task.loader -> the check of its local files; loaders not named here (synthetic data) read no files
     "glue": glue_local.check_local,
     "alpaca": instruction_files.check_local,
