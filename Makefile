@@ -43,8 +43,9 @@ lock-upgrade:
 demo: setup
 	$(OFFLINE) $(PY) train.py
 
-test: setup
-	$(OFFLINE) $(PY) -m pytest
+test: setup  # the linter (the repository's ruff config), then every test; `make test PYTEST_ARGS='-m "not slow"'` for a quick loop
+	$(PY) -m ruff check .
+	$(OFFLINE) $(PY) -m pytest $(PYTEST_ARGS)
 
 # Parameter counts of the papers' models from their configs alone (meta device, no weights).
 dry-runs: setup

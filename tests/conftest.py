@@ -78,3 +78,13 @@ def merge_and_reload(model, method, input_ids, out_dir):
     assert torch.allclose(before, after, atol=1e-6)
     model.save_pretrained(out_dir)
     return after, type(model).from_pretrained(out_dir).eval()
+
+
+def pytest_collection_modifyitems(config, items):
+    """`gpu` tests run only where CUDA is visible (never in CI); elsewhere they are skipped, saying why."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (marker gpu)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
