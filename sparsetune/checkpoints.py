@@ -11,13 +11,14 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from omegaconf import DictConfig
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
+from .distributed import barrier, on_main
 from .run_dir import disk_full, no_space
 from .training import MethodTrainer
 
@@ -86,36 +87,48 @@ class CheckpointingTrainer(MethodTrainer):
         return self._staging_root or super()._get_output_dir(trial)
 
     def _save_checkpoint(self, model, trial) -> None:
+        """Several processes (DDP): each writes its part into the staging dir (rank 0 the weights, optimizer and
+        state, every rank its RNG state); rank 0 alone adds the method's state and renames, the others wait."""
         root = Path(self.args.output_dir)
         staging = root / STAGING
         name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-        shutil.rmtree(staging, ignore_errors=True)  # what a killed save left
+        main = self.args.should_save
+        on_main(lambda: shutil.rmtree(staging, ignore_errors=True))  # what a killed save left
         self._staging_root = str(staging)  # Trainer saves (and rotates) inside the staging dir
         try:
             super()._save_checkpoint(model, trial)
-            if self._method_state is not None:
-                (staging / name / METHOD_STATE).write_text(json.dumps(self._method_state()))
+            barrier()  # every rank's files are in staging
             best = self.state.best_model_checkpoint
             if best and Path(best).parent == staging:  # Trainer named the best by where it saved it: the staging dir
                 self.state.best_model_checkpoint = str(root / Path(best).name)
-                self.state.save_to_json(str(staging / name / TRAINER_STATE_NAME))
-            final = root / name
-            if final.exists():  # the same step saved again: keep the old copy until the new one is in place
-                os.replace(final, staging / f"old-{name}")
-            os.replace(staging / name, final)
-            _fsync_dir(root)
+            else:
+                best = None
+            on_main(lambda: self._finish_checkpoint(root, staging, name, fix_best=best is not None))
         except BaseException as e:
-            full = isinstance(e, Exception) and disk_full(e, staging)  # asked before the cleanup frees space
-            shutil.rmtree(staging, ignore_errors=True)  # no partial files left (a full disk gets its space back)
+            full = main and isinstance(e, Exception) and disk_full(e, staging)  # asked before the cleanup frees space
+            if main:
+                shutil.rmtree(staging, ignore_errors=True)  # no partial files left (a full disk gets its space back)
             if full:
                 raise no_space(root / name) from e
             raise
         finally:
             self._staging_root = None
-        shutil.rmtree(staging, ignore_errors=True)
-        if self.args.should_save:
+        if main:
+            shutil.rmtree(staging, ignore_errors=True)
             rotate_checkpoints(output_dir=str(root), save_total_limit=self.args.save_total_limit,
                                best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
+        barrier()  # a checkpoint rotated away is gone for every rank before any reads the dir
+
+    def _finish_checkpoint(self, root: Path, staging: Path, name: str, fix_best: bool) -> None:
+        if self._method_state is not None:
+            (staging / name / METHOD_STATE).write_text(json.dumps(self._method_state()))
+        if fix_best:
+            self.state.save_to_json(str(staging / name / TRAINER_STATE_NAME))
+        final = root / name
+        if final.exists():  # the same step saved again: keep the old copy until the new one is in place
+            os.replace(final, staging / f"old-{name}")
+        os.replace(staging / name, final)
+        _fsync_dir(root)
 
     def _run_epoch(self, *a, **kw):
         # Resumed from the final checkpoint (a kill during evaluation or export): Trainer would re-enter the

@@ -49,6 +49,7 @@ def app() -> None:
     from . import schema
 
     schema.register()
+    share_launch()
     held = HeldStderr()  # Hydra's own composition errors, until the job starts
 
     @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
@@ -68,6 +69,24 @@ def app() -> None:
         raise
     finally:
         held.release()
+
+
+def share_launch() -> None:
+    """torchrun / accelerate launch: join the process group and take rank 0's run name (one run dir for all ranks);
+    the other ranks log to train_rank<N>.log there and leave .hydra/ to rank 0."""
+    from . import distributed
+
+    info = distributed.launch()
+    if not info.distributed:
+        return
+    try:
+        distributed.init()
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    run_names.share(distributed.on_main(run_names.start_stamp))
+    if not info.main:
+        sys.argv += [f"hydra.job.name=train_rank{info.rank}", "hydra.output_subdir=null"]
 
 
 def summary(res: dict) -> str:
@@ -94,13 +113,18 @@ def main_entry(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    from . import distributed
+
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     failed = worst_for(HydraConfig.get().sweeper.get("direction"))  # what a failed trial returns to Optuna
+    main = distributed.is_main()
+    distributed.barrier()  # every rank's run-dir check (RunDirCheck) is done before rank 0 writes into it
     try:
         try:
             preflight(cfg)  # config and local data-file checks, before torch and transformers load (~1 s)
         except ConfigError as e:
-            record_bad_input(cfg, Path(HydraConfig.get().runtime.output_dir), e)
+            if main:
+                record_bad_input(cfg, Path(HydraConfig.get().runtime.output_dir), e)
             raise
         from .run import run
 
@@ -128,7 +152,8 @@ def main_entry(cfg: DictConfig) -> float | None:
             raise
         log.error("job failed (the sweep goes on): %s: %s", type(e).__name__, e)
         return objective_value(cfg.get("objective", AUTO), None, failed)
-    print("\n" + summary(res), flush=True)
+    if main:
+        print("\n" + summary(res), flush=True)
     return objective_value(cfg.get("objective", AUTO), res, failed)
 
 

@@ -50,6 +50,15 @@ def env_record(seed: int, device: str) -> dict:
     }
 
 
+def launch_record(batch_size: int, grad_accum: int) -> dict:
+    """How the run was launched: processes and the global batch (per-device batch x grad_accum x world size)."""
+    from .distributed import launch
+
+    info = launch()
+    return {"launcher": info.launcher, "world_size": info.world_size, "per_device_batch_size": batch_size,
+            "grad_accum": grad_accum, "global_batch_size": batch_size * grad_accum * info.world_size}
+
+
 def memory_record() -> dict:
     import torch
 

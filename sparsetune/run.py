@@ -20,20 +20,20 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 from transformers import set_seed
 
-from . import interrupts, models, records, run_dir as run_dirs, validate
+from . import distributed, interrupts, models, records, validate
+from . import run_dir as run_dirs
 from .checkpoints import STAGING, CheckpointingTrainer, last_complete_checkpoint, read_method_state, resume_checkpoint
 from .compressed_export import export_compressed
 from .divergence import Diverged, DivergenceGuard, check_finite_metrics, check_finite_model
 from .evaluation.suite import evaluate_suite
-from .export import sparsity_report, save_and_verify
+from .export import save_and_verify, sparsity_report
 from .history import HISTORY_FILE, TrainingHistory
 from .methods.base import MethodContext, count_params
 from .progress import Progress
 from .registry import TASK_LOADERS
 from .run_names import fresh_run_dir
 from .trackers import tracker_callbacks
-from .training import (FreshStorageOnResume, TimingCallback, eval_at_start, selection_metric, total_steps, train_loss_history,
-                       training_args)
+from .training import FreshStorageOnResume, TimingCallback, eval_at_start, selection_metric, total_steps, train_loss_history, training_args
 
 log = logging.getLogger("sparsetune")
 
@@ -61,34 +61,52 @@ def setup_process(cfg: DictConfig, run_dir: Path) -> None:
 
 def run(cfg: DictConfig, run_dir: str | Path | None = None, callbacks: list | None = None) -> dict:
     """Run one experiment into run_dir (default: Hydra's run dir, or a new unique one); `callbacks` are extra
-    TrainerCallbacks (programmatic use, tests). What an existing run dir allows: see run_dir.py."""
-    run_dir = Path(run_dir) if run_dir else default_run_dir(cfg)
+    TrainerCallbacks (programmatic use, tests). What an existing run dir allows: see run_dir.py.
+
+    Launched as several processes (torchrun, accelerate launch): every rank trains (DDP) in rank 0's run dir;
+    rank 0 alone writes there and runs the evaluators, the others wait and return rank 0's result."""
+    distributed.init()
+    chosen = run_dir
+    run_dir = Path(distributed.on_main(lambda: Path(chosen) if chosen else default_run_dir(cfg)))
     with interrupts.as_exceptions(), run_dirs.claimed(run_dir):
         return _run_claimed(cfg, run_dir, callbacks or [])
 
 
 def _run_claimed(cfg: DictConfig, run_dir: Path, callbacks: list) -> dict:
     config = OmegaConf.to_container(cfg, resolve=True)
-    plan = run_dirs.plan(cfg, run_dir, config)  # refuses an occupied dir before anything is written
+    # refuses an occupied dir before anything is written; every rank follows rank 0's reading of the dir
+    plan = distributed.on_main(lambda: run_dirs.plan(cfg, run_dir, config))
+    main = distributed.is_main()
     if plan.kind == "completed":
-        print(f"{run_dir} is already completed: returning its recorded result (overwrite=true runs it again)", flush=True)
+        if main:
+            print(f"{run_dir} is already completed: returning its recorded result (overwrite=true runs it again)", flush=True)
         return plan.previous
     result = run_dirs.start_record(plan, run_dir, config)
+    result["launch"] = records.launch_record(int(cfg.train.batch_size), int(cfg.train.grad_accum))
     progress = Progress()
     started = False  # whether this attempt's record is in the dir (before that, a refused resume leaves it alone)
     try:
         method = validate.checked_method(cfg)
-        if plan.kind == "overwrite":
-            run_dirs.remove_products(run_dir, plan.products)
-        records.write_results(run_dir, result)
+
+        def begin():
+            if plan.kind == "overwrite":
+                run_dirs.remove_products(run_dir, plan.products)
+            records.write_results(run_dir, result)
+
+        distributed.on_main(begin)  # the other ranks start once the dir holds this attempt's record
         started = True
         setup_process(cfg, run_dir)
         result.update(dry_run(cfg, method) if cfg.dry_run else train_and_export(cfg, method, run_dir, callbacks, progress))
         result.update(status="completed", ended=_now(), env=records.env_record(cfg.seed, cfg.hardware.device))
-        records.write_results(run_dir, result)
+
+        def finish():
+            records.write_results(run_dir, result)
+            return result
+
+        result = distributed.on_main(finish)  # every rank returns the recorded result
     except BaseException as e:
         storage = None if isinstance(e, (KeyboardInterrupt, Diverged)) else run_dirs.storage_error(e, run_dir)
-        if started or plan.kind == "fresh":
+        if main and (started or plan.kind == "fresh"):
             _record_ending(result, e, storage, run_dir, progress)
         if storage is not None:
             raise storage from None  # one line naming the path and the fix (the record keeps the traceback)
@@ -149,12 +167,16 @@ def _batches(data, cfg: DictConfig, device: torch.device):
 PARTIAL_EXPORT = ".model.partial"  # the export is written here and renamed to model/ once verified
 
 
-def train_and_export(cfg: DictConfig, method, run_dir: Path, extra_callbacks: list, progress: Progress) -> dict:
+def _load(cfg: DictConfig):
     model, tok, model_info = models.load(cfg)
-    data = TASK_LOADERS.get(cfg.task.loader)(cfg.task, tok, cfg.seed)
-    device = torch.device("cuda" if cfg.hardware.device == "cuda" else "cpu")
+    return model, tok, model_info, TASK_LOADERS.get(cfg.task.loader)(cfg.task, tok, cfg.seed)
+
+
+def train_and_export(cfg: DictConfig, method, run_dir: Path, extra_callbacks: list, progress: Progress) -> dict:
+    model, tok, model_info, data = distributed.main_first(lambda: _load(cfg))  # rank 0 fills the caches the others read
+    device = distributed.device(cfg.hardware.device)  # this rank's GPU, before the method builds anything on it
     model.to(device)
-    steps = total_steps(cfg, len(data.train))
+    steps = total_steps(cfg, len(data.train), distributed.world_size())
     ctx = MethodContext(cfg=cfg, total_steps=steps, batches=_batches(data, cfg, device), tokenizer=tok)
     t0 = time.perf_counter()
     model = method.apply(model, ctx)
@@ -162,8 +184,9 @@ def train_and_export(cfg: DictConfig, method, run_dir: Path, extra_callbacks: li
     params = count_params(model)
 
     ckpt_dir = run_dir / "checkpoints"
-    shutil.rmtree(ckpt_dir / STAGING, ignore_errors=True)  # a save that a killed process never finished
-    resume_from = resume_checkpoint(cfg, ckpt_dir)
+    # a save that a killed process never finished; every rank resumes from the checkpoint rank 0 finds
+    resume_from = distributed.on_main(lambda: (shutil.rmtree(ckpt_dir / STAGING, ignore_errors=True),
+                                               resume_checkpoint(cfg, ckpt_dir))[1])
     if resume_from:
         method.restore_checkpoint_state(read_method_state(resume_from) or {})
     timing = TimingCallback()
@@ -191,24 +214,29 @@ def train_and_export(cfg: DictConfig, method, run_dir: Path, extra_callbacks: li
     progress.phase = "evaluating"
     merged = method.merge(trainer.model)
     check_finite_model(merged, step)
-    metrics = evaluate_merged(merged, trainer, data)
+    metrics = evaluate_merged(merged, trainer, data)  # every rank: the Trainer shares the eval set out
     metrics["train_loss"] = final_loss
     if cfg.train.eval_on_start:
         metrics["eval_start"] = eval_at_start(trainer)
-    for name, extra in data.extras.get("evaluators", {}).items():
-        metrics[name] = extra(merged, tok, cfg)
-    metrics.update(evaluate_suite(merged, tok, cfg))
+    metrics.update(distributed.on_main(lambda: run_evaluators(merged, tok, cfg, data)))
     check_finite_metrics(metrics, step)
     sparsity = sparsity_report(merged, cfg, method.target_sparsity())
+    ranks = distributed.compare_with_main(merged)  # every rank's final model (masks, values) is rank 0's
     export = None
     if cfg.export:
         progress.phase = "exporting"
-        probe = {k: v.to(device) for k, v in data.collator([first_eval[i] for i in range(min(4, len(first_eval)))]).items()
-                 if k != "labels"}
-        export = export_model(merged, tok, cfg, run_dir, probe)
-        export["compressed"] = export_compressed(merged, tok, cfg, run_dir, Path(export["dir"]), method.target_sparsity())
+
+        def export_all():
+            probe = {k: v.to(device) for k, v in data.collator([first_eval[i] for i in range(min(4, len(first_eval)))]).items()
+                     if k != "labels"}
+            out = export_model(merged, tok, cfg, run_dir, probe)
+            out["compressed"] = export_compressed(merged, tok, cfg, run_dir, Path(out["dir"]), method.target_sparsity())
+            return out
+
+        export = distributed.on_main(export_all)
+    launch = {**records.launch_record(int(cfg.train.batch_size), int(cfg.train.grad_accum)), **ranks}
     return {
-        "metrics": metrics, "params": params, "sparsity": sparsity, "method": method.record(), "export": export,
+        "launch": launch, "metrics": metrics, "params": params, "sparsity": sparsity, "method": method.record(), "export": export,
         "model": model_info, "data": {**data.info, "seed": cfg.seed},
         "evaluate_only": steps == 0, "selection": selection_record(cfg, trainer, data),
         "timing": {"train_seconds": timing.train_seconds, "steps": step, "steps_this_process": timing.steps,
@@ -244,6 +272,13 @@ def export_model(merged, tok, cfg: DictConfig, run_dir: Path, probe: dict) -> di
     shutil.rmtree(final, ignore_errors=True)  # an export of an earlier attempt whose record never said completed
     os.replace(partial, final)
     return {**export, "dir": str(final)}
+
+
+def run_evaluators(merged, tok, cfg: DictConfig, data) -> dict:
+    """The task's own evaluators (e.g. generation) and the eval suite (lm-eval, perplexity): rank 0 only."""
+    out = {name: extra(merged, tok, cfg) for name, extra in data.extras.get("evaluators", {}).items()}
+    out.update(evaluate_suite(merged, tok, cfg))
+    return out
 
 
 def evaluate_merged(merged, trainer, data) -> dict:

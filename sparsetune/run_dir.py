@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .distributed import is_main
 from .errors import ConfigError
 
 PRODUCTS = ("results.json", "checkpoints", "model", "model-compressed")
@@ -47,12 +48,16 @@ class RunDirError(ConfigError):
 # ---- the lock ------------------------------------------------------------------------------------
 @contextmanager
 def claimed(run_dir: Path):
-    """Create run_dir and hold its lock until the block ends (a killed process releases it too)."""
+    """Create run_dir and hold its lock until the block ends (a killed process releases it too). The other ranks
+    of a multi-process launch work in rank 0's dir under rank 0's lock."""
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+        fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o666) if is_main() else None
     except OSError as e:
         raise storage_error(e, run_dir) or _unwritable(run_dir, e) from None
+    if fd is None:
+        yield
+        return
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -1,6 +1,7 @@
 """The training loop: transformers' Trainer configured from cfg.train / cfg.hardware, plus method hooks."""
 from __future__ import annotations
 
+import functools
 import math
 import time
 
@@ -11,15 +12,18 @@ from transformers.loss.loss_utils import LOSS_MAPPING, ForCausalLMLoss
 from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_utils import unwrap_peft_model
 
+from .distributed import average_ignored_gradients, ddp_manages_nothing
 from .divergence import Diverged
 from .train_logging import BarOnlyProgress, LogLines
 
 
-def total_steps(cfg: DictConfig, num_train: int) -> int:
+def total_steps(cfg: DictConfig, num_train: int, world_size: int = 1) -> int:
+    """Optimizer steps: train.max_steps, or train.epochs over the global batch (batch x grad_accum x processes)."""
     t = cfg.train
     if t.max_steps >= 0:  # 0 = evaluate only
         return int(t.max_steps)
-    per_epoch = max(math.ceil(num_train / t.batch_size) // t.grad_accum, 1)
+    # each rank's share of the batches, as the Trainer's sharded loader deals them (the last one topped up)
+    per_epoch = max(math.ceil(num_train / (t.batch_size * world_size)) // t.grad_accum, 1)
     return int(per_epoch * t.epochs)
 
 
@@ -86,20 +90,37 @@ def loss_uses_num_items(model) -> bool:
     return LOSS_MAPPING.get(getattr(base, "loss_type", None)) is ForCausalLMLoss
 
 
+def _prepare_without_ddp(prepare, model, device_placement=None, evaluation_mode=False):
+    return prepare(model, device_placement=device_placement, evaluation_mode=True)
+
+
 class MethodTrainer(Trainer):
     """Trainer whose optimizer takes the method's parameter groups (e.g. MvP's score learning rate), whose
-    loss does not depend on how a batch is split into accumulation steps, and whose logs go to the log file."""
+    loss does not depend on how a batch is split into accumulation steps or processes (DDP: the plain-mean heads
+    get neither the accumulation nor the world-size factor; causal-LM losses are token-weighted over all ranks),
+    and whose logs go to the log file."""
 
     def __init__(self, *a, param_groups=None, best_eligible=None, **kw):
         self._method_groups = param_groups
         self._best_eligible = best_eligible  # step -> whether an evaluation there may become the selected best
         super().__init__(*a, **kw)
         # Trainer takes any forward with **kwargs to normalise by num_items_in_batch and then skips dividing
-        # by the accumulation steps; for plain-mean heads that sums the micro-batch means (loss x grad_accum)
+        # by the accumulation steps; for plain-mean heads that sums the micro-batch means (loss x grad_accum), and
+        # under DDP it also multiplies the loss by the number of processes
         self.model_accepts_loss_kwargs = self.model_accepts_loss_kwargs and loss_uses_num_items(self.model)
+        if ddp_manages_nothing(self.model):
+            # every trainable parameter's gradient is averaged here (average_ignored_gradients): no DDP wrapper,
+            # only what accelerate adds besides it (autocast)
+            self.accelerator.prepare_model = functools.partial(_prepare_without_ddp, self.accelerator.prepare_model)
         self.add_callback(LogLines())
         if self.pop_callback(ProgressCallback) is not None:
             self.add_callback(BarOnlyProgress)
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if self.accelerator.sync_gradients:  # the last micro-batch of the step: before clipping and the optimizer
+            average_ignored_gradients(self.model)
+        return loss
 
     def train(self, *a, **kw):
         try:

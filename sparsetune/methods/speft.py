@@ -31,6 +31,7 @@ import torch
 from omegaconf import OmegaConf
 from transformers import TrainerCallback
 
+from .. import distributed
 from ..layers.sparse_delta import SparseDeltaLinear
 from ..method_schemas import SpeftConfig
 from ..registry import METHODS
@@ -59,6 +60,11 @@ class SPEFT(Method):
         self.merged_changed = None
         self.wrap_targets(model, lambda name, mod, splits: SparseDeltaLinear(mod, splits))
         self.set_trainable(model)
+        if distributed.active() and self.cfg.mask_schedule.name == "dynamic":
+            # a re-selection gives every layer's values new storage (global scope: a new size), which DDP's
+            # reducer cannot follow (it would silently stop averaging them): DDP leaves them alone, and the
+            # Trainer averages their gradients itself (training.py); the indices are rank 0's (select_mask)
+            setattr(model, distributed.DDP_IGNORED, [f"{n}.{t}" for n in self.layers for t in ("values", "indices")])
         self.budgets = self._layer_budgets()
         self.total_budget = self._total_budget()
         self.target_numel = sum(layer.weight.numel() for layer in self.layers.values())
@@ -159,7 +165,8 @@ class SPEFT(Method):
     def select_mask(self, step: int, optimizer=None) -> None:
         """Algorithm 1 lines 5-7: merge θ_sp into θ0 (after step 0), score, keep the top k; reset Adam."""
         merged = sum(layer.merge_values_() for layer in self.layers.values()) if step else 0
-        indices = self._indices(self._score(step))
+        # rank 0's selection on every rank (DDP): scores on the same batches can still differ in the last bit on GPUs
+        indices = distributed.broadcast_tensors(self._indices(self._score(step)))
         moved = 0
         for name, layer in self.layers.items():
             old = layer.indices.long()
