@@ -7,6 +7,13 @@ for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF
     os.environ[var] = "1"
 os.environ["WANDB_MODE"] = "disabled"
 os.environ.setdefault("SPARSETUNE_CACHE", os.path.join(os.path.dirname(__file__), "..", ".cache", "sparsetune"))
+if "HF_DATASETS_CACHE" not in os.environ:  # the tests' many temporary data files stay out of the user's cache
+    import atexit
+    import shutil
+    import tempfile
+
+    os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="sparsetune-tests-datasets-")
+    atexit.register(shutil.rmtree, os.environ["HF_DATASETS_CACHE"], ignore_errors=True)
 
 from pathlib import Path  # noqa: E402
 

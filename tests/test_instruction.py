@@ -2,13 +2,13 @@
 import json
 
 import pytest
+from conftest import compose_cfg
 from datasets import Dataset
 
 from sparsetune.run import run
-from sparsetune.tasks.causal_lm import IGNORE_INDEX, CausalLMCollator, carve_validation, tokenize_prompt_target, wants_bos
+from sparsetune.tasks.causal_lm import IGNORE_INDEX, carve_validation, collator_for, tokenize_prompt_target, wants_bos
 from sparsetune.tasks.instruction import alpaca_prompt, load_alpaca
 from sparsetune.tiny_tokenizer import bytelevel_tokenizer
-from conftest import compose_cfg
 
 ROWS = [
     {"instruction": "Give three tips for staying healthy.", "input": "", "output": "Eat well. Sleep. Move."},
@@ -62,15 +62,16 @@ def test_truncation_keeps_the_prompt_and_drops_examples_without_target(tok):
     assert ds[0]["labels"][:n_prompt] == [IGNORE_INDEX] * n_prompt and IGNORE_INDEX not in ds[0]["labels"][n_prompt:]
 
 
-def test_collator_pads_right_with_pad_zero_mask_and_ignored_labels():
-    batch = CausalLMCollator(pad_token_id=0)([
+def test_collator_pads_right_with_pad_zero_mask_and_ignored_labels(tok):
+    assert tok.pad_token_id == 0
+    batch = collator_for(tok)([
         {"input_ids": [5, 6, 7], "attention_mask": [1, 1, 1], "labels": [-100, 6, 7]},
         {"input_ids": [8], "attention_mask": [1], "labels": [8]},
     ])
     assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
     assert batch["labels"].tolist() == [[-100, 6, 7], [8, -100, -100]]
-    assert "labels" not in CausalLMCollator(0)([{"input_ids": [1]}])  # the export probe drops labels
+    assert "labels" not in collator_for(tok)([{"input_ids": [1]}])  # the export probe drops labels
 
 
 def test_carved_validation_is_deterministic_and_disjoint():

@@ -1,10 +1,13 @@
 """What a task loader returns, and the shared tokenization for sentence(-pair) classification."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from datasets import Dataset
+
+from .arrow_cache import cached_map
 
 
 @dataclass
@@ -28,4 +31,4 @@ def tokenize_pairs(ds: Dataset, tokenizer, text_fields: list[str], max_length: i
         enc["labels"] = [float(x) for x in batch[label_field]] if regression else batch[label_field]
         return enc
 
-    return ds.map(encode, batched=True, remove_columns=ds.column_names, desc="tokenize")
+    return cached_map(ds, encode, batched=True, remove_columns=ds.column_names, desc="tokenize")

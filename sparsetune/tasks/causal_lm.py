@@ -1,5 +1,5 @@
 """Shared pieces of the causal-LM tasks: (prompt, target) tokenization with the loss on the target only,
-the padding collator, loader options, and the train/eval subsets.
+the padding collator (transformers' DataCollatorForSeq2Seq), loader options, and the train/eval subsets.
 
 A training sequence is  [BOS?] prompt target [EOS]  with prompt and target tokenized separately and
 concatenated, so the boundary between them is exact (tokenizing the joined string and re-tokenizing the
@@ -8,13 +8,14 @@ prompt alone, as alpaca-lora and Stanford Alpaca do, can disagree by a token at 
 """
 from __future__ import annotations
 
+import copy
 import logging
-from dataclasses import dataclass
 
-import torch
 from datasets import Dataset
+from transformers import DataCollatorForSeq2Seq
 
 from ..errors import ConfigError
+from .arrow_cache import cached_filter, cached_map
 
 IGNORE_INDEX = -100
 log = logging.getLogger(__name__)
@@ -68,8 +69,8 @@ def tokenize_prompt_target(ds: Dataset, tokenizer, max_length: int, *, train_on_
                              max_length, train_on_inputs) for p, t in zip(prompts, targets)]
         return {k: [r[k] for r in rows] for k in ("input_ids", "attention_mask", "labels")}
 
-    enc = ds.map(encode, batched=True, remove_columns=ds.column_names, desc="tokenize")
-    kept = enc.filter(lambda ex: any(lab != IGNORE_INDEX for lab in ex["labels"]), desc="drop examples without target")
+    enc = cached_map(ds, encode, batched=True, remove_columns=ds.column_names, desc="tokenize")
+    kept = cached_filter(enc, lambda ex: any(lab != IGNORE_INDEX for lab in ex["labels"]), desc="drop examples without target")
     if len(enc) and not len(kept):
         raise ConfigError(f"all {len(enc)} examples lost their target to truncation at task.max_length={max_length}; raise it")
     if len(kept) < len(enc):
@@ -78,29 +79,32 @@ def tokenize_prompt_target(ds: Dataset, tokenizer, max_length: int, *, train_on_
     return kept, len(enc) - len(kept)
 
 
-@dataclass
-class CausalLMCollator:
-    """Right-pads a batch: input_ids with the pad id, attention_mask with 0, labels with -100."""
+def padding_tokenizer(tokenizer, side: str):
+    """A copy of `tokenizer` that pads on `side` with its pad id, or with its EOS id when it has none. A copy:
+    the user's tokenizer is saved with the exported model and must keep its own pad token and side."""
+    if tokenizer.pad_token_id is None and tokenizer.eos_token_id is None:
+        raise ConfigError("the tokenizer has neither a pad nor an EOS token to pad causal-LM batches with")
+    padder = copy.deepcopy(tokenizer)
+    if padder.pad_token_id is None:
+        padder.pad_token = padder.eos_token
+    padder.padding_side = side
+    return padder
 
-    pad_token_id: int
 
-    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
-        n = max(len(f["input_ids"]) for f in features)
-        pad = lambda seq, value: list(seq) + [value] * (n - len(seq))
-        batch = {
-            "input_ids": [pad(f["input_ids"], self.pad_token_id) for f in features],
-            "attention_mask": [pad(f.get("attention_mask", [1] * len(f["input_ids"])), 0) for f in features],
-        }
-        if "labels" in features[0]:
-            batch["labels"] = [pad(f["labels"], IGNORE_INDEX) for f in features]
-        return {k: torch.tensor(v, dtype=torch.long) for k, v in batch.items()}
+class CausalLMCollator(DataCollatorForSeq2Seq):
+    """DataCollatorForSeq2Seq without its `labels: None` in a batch of features that have no labels (such a
+    batch goes to the model as it is, e.g. the export's probe, and every value in it is a tensor)."""
+
+    def __call__(self, features, return_tensors=None):
+        batch = super().__call__(features, return_tensors)
+        if batch.get("labels") is None:
+            del batch["labels"]
+        return batch
 
 
 def collator_for(tokenizer) -> CausalLMCollator:
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    if pad is None:
-        raise ConfigError("the tokenizer has neither a pad nor an EOS token to pad causal-LM batches with")
-    return CausalLMCollator(int(pad))
+    """Right-pads a batch: input_ids with the pad (else EOS) id, attention_mask with 0, labels with -100."""
+    return CausalLMCollator(padding_tokenizer(tokenizer, "right"), label_pad_token_id=IGNORE_INDEX, return_tensors="pt")
 
 
 def carve_validation(ds: Dataset, size, seed: int) -> tuple[Dataset, Dataset]:

@@ -1,7 +1,8 @@
 """Batched generation for the generation-based evaluators (GSM8K exact match, data-to-text BLEU).
 
 Prompts arrive as token ids (built exactly like the prompt part of a training sequence) and are
-left-padded, so every row's continuation starts right after its own last prompt token.
+left-padded by the tokenizer's own `pad` (a copy padding on the left with the pad id, else the EOS id), so
+every row's continuation starts right after its own last prompt token.
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import torch
 from transformers import GenerationConfig
 
 from ..errors import ConfigError
+from .causal_lm import padding_tokenizer
 
 
 def settings(opts: dict) -> dict:
@@ -33,14 +35,14 @@ def generate(model, tokenizer, prompts: list[list[int]], gen: dict) -> list[str]
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    padder = padding_tokenizer(tokenizer, "left")
     beams = int(gen.get("num_beams", 1))
     stop = list(gen.get("stop") or [])
     config = GenerationConfig(
         max_new_tokens=int(gen.get("max_new_tokens", 64)), do_sample=False, num_beams=beams,
         length_penalty=float(gen.get("length_penalty", 1.0)), no_repeat_ngram_size=int(gen.get("no_repeat_ngram_size", 0)),
         early_stopping=bool(gen.get("early_stopping", True)) if beams > 1 else False,
-        pad_token_id=pad, eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id,
+        pad_token_id=padder.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id,
         stop_strings=stop or None,  # stops a row early; the text is still cut at the first stop string below
     )
     bs = int(gen.get("eval_batch_size", 8))
@@ -48,11 +50,10 @@ def generate(model, tokenizer, prompts: list[list[int]], gen: dict) -> list[str]
     try:
         for start in range(0, len(prompts), bs):
             chunk = prompts[start:start + bs]
-            width = max(len(p) for p in chunk)
-            ids = torch.tensor([[pad] * (width - len(p)) + p for p in chunk], device=device)
-            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk], device=device)
+            batch = padder.pad({"input_ids": chunk}, return_attention_mask=True, return_tensors="pt").to(device)
+            width = batch["input_ids"].shape[1]
             extra = {"tokenizer": tokenizer} if stop else {}  # stop strings are matched on decoded tokens
-            seqs = model.generate(input_ids=ids, attention_mask=mask, generation_config=config, **extra)
+            seqs = model.generate(**batch, generation_config=config, **extra)
             texts = tokenizer.batch_decode(seqs[:, width:], skip_special_tokens=True)
             out += [cut_at_stop(t, stop).strip() for t in texts]
     finally:

@@ -4,17 +4,22 @@ Every source goes through one label check before tokenization (labels.py): a lab
 or a non-finite score is a DataError naming the row; rows without a label are dropped and counted in
 data.dropped_rows (task.missing_labels=drop, with a warning) or refused (task.missing_labels=error).
 Reading local files and checking their labels is glue_local.py (standard library only: the CLI's data
-preflight runs it before torch loads, and the rows it read are reused here)."""
+preflight runs it before torch loads, and the rows it read are reused here). The checked text columns then
+become a cached Arrow dataset (arrow_cache.py: datasets' own json / csv / parquet reader for task.data_files;
+the original-layout TSVs stay with glue_files.py, as their quirks -- unbalanced quotes, CoLA without a
+header, label words, lines with extra fields -- are not something datasets' csv reader can take), so a
+second run reuses its tokenisation."""
 from __future__ import annotations
 
 import datasets
-from datasets import Dataset, DatasetDict
+from datasets import Dataset, DatasetDict, Value
 from transformers import DataCollatorWithPadding
 
 from ..errors import ConfigError
 from ..evaluation.metrics import metrics_fn
 from ..hub import require_hub
 from ..registry import TASK_LOADERS
+from .arrow_cache import BUILDERS, cached_map, file_dataset, rows_dataset, text_features
 from .base import TaskData, limit, tokenize_pairs
 from .glue_local import local_splits, rows_labels, split_labels
 from .labels import NO_LABEL, check_policy, warn_dropped
@@ -47,9 +52,13 @@ def labelled_split(task, split: str, raw: Rows | Dataset, source: str) -> tuple[
                                source)
         return (raw if len(keep) == len(raw) else raw.select(keep)), len(raw) - len(keep)
     labels, keep = rows_labels(task, split, raw, source)
-    label = str(task.label_field)  # one config lookup, not one per row
-    rows = [{**raw[i], label: labels[i]} for i in keep]
-    return Dataset.from_list(rows), len(raw) - len(keep)
+    text = text_features(list(task.text_fields))
+    ds = file_dataset(raw, text) if raw.path.suffix in BUILDERS else rows_dataset(raw, text)
+    label = str(task.label_field)
+    features = text_features(list(task.text_fields), **{label: Value("float64" if task.kind == "regression" else "int64")})
+    ds = cached_map(ds, lambda _, indices: {label: [labels[i] for i in indices]}, with_indices=True, batched=True,
+                    features=features, desc="labels")
+    return (ds if len(keep) == len(raw) else ds.select(keep)), len(raw) - len(keep)
 
 
 @TASK_LOADERS.register("glue")

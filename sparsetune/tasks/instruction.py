@@ -17,10 +17,12 @@ from datasets import Dataset
 
 from ..errors import ConfigError
 from ..registry import TASK_LOADERS
+from .arrow_cache import cached_map, file_dataset, text_features
 from .base import TaskData
 from .causal_lm import carve_validation, collator_for, first_rows, subset_train, task_options, tokenize_prompt_target, wants_bos
 from .instruction_files import check_rows, local_splits
 from .local_files import hub_splits
+from .rows import Rows
 
 PROMPT_INPUT = (
     "Below is an instruction that describes a task, paired with an input that provides further context. "
@@ -42,14 +44,38 @@ def alpaca_prompt(instruction: str, input: str | None = "") -> str:
     return PROMPT_NO_INPUT.format(instruction=instruction)
 
 
-def to_pairs(rows, source: str = "") -> Dataset:
-    """Rows with instruction / input / output -> {prompt, target}; a row without them is a DataError naming it."""
-    rows = rows.to_list() if isinstance(rows, Dataset) else rows
-    check_rows(rows, source)
-    return Dataset.from_list([{"prompt": alpaca_prompt(r["instruction"], r.get("input")), "target": r["output"]} for r in rows])
+COLUMNS = ("instruction", "input", "output")
+TEXT = ("string", "large_string")
 
 
-def raw_splits(task) -> tuple[dict[str, Dataset], str]:
+def checked(raw: Rows | Dataset, source: str = "") -> Dataset:
+    """A split's rows with instruction / input / output as a Dataset; a row without them is a DataError naming
+    it. A local file is checked row by row (the CLI's preflight has done so already) and loaded by datasets."""
+    if not isinstance(raw, Dataset):
+        check_rows(raw, source)
+        return file_dataset(raw, text_features(COLUMNS))
+    if not says_text(raw):
+        check_rows(list(raw), source)  # find and name the row that has no text
+    return raw
+
+
+def says_text(ds: Dataset) -> bool:
+    """Whether the column types alone say that every row has text in instruction / output (and in input, or nothing)."""
+    kind = lambda c: getattr(ds.features.get(c), "dtype", None)
+    required = all(kind(c) in TEXT and ds.data.column(c).null_count == 0 for c in ("instruction", "output"))
+    return required and kind("input") in (*TEXT, "null", None)
+
+
+def to_pairs(ds: Dataset) -> Dataset:
+    """Rows with instruction / input / output -> {prompt, target}."""
+    def fill(batch):
+        inputs = batch["input"] if "input" in batch else [None] * len(batch["instruction"])
+        return {"prompt": [alpaca_prompt(i, x) for i, x in zip(batch["instruction"], inputs)], "target": batch["output"]}
+
+    return cached_map(ds, fill, batched=True, remove_columns=ds.column_names, desc="format")
+
+
+def raw_splits(task) -> tuple[dict[str, Rows | Dataset], str]:
     local = local_splits(task)  # the CLI's data preflight has read and checked these already
     if local is not None:
         return local
@@ -63,10 +89,10 @@ def load_alpaca(task, tokenizer, seed: int) -> TaskData:
     if len(task.eval_splits) != 1:
         raise ConfigError(f"task.eval_splits={list(task.eval_splits)}: alpaca has one eval split (a file or carved from train)")
     raw, source = raw_splits(task)
-    train = to_pairs(raw[task.train_split], source)
+    train = to_pairs(checked(raw[task.train_split], source))
     eval_name = task.eval_splits[0]
     if eval_name in raw:
-        evals, carved = to_pairs(raw[eval_name], source), None
+        evals, carved = to_pairs(checked(raw[eval_name], source)), None
     else:
         train, evals = carve_validation(train, opts["val_set_size"], int(opts["split_seed"]))
         carved = {"size": opts["val_set_size"], "seed": opts["split_seed"]}

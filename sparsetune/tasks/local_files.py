@@ -4,7 +4,9 @@ Files are read with the standard library (json / jsonl / csv) so quirks stay vis
 newline="" (quoted fields, CRLF line ends) and utf-8-sig (a BOM in the header is dropped). A file that does
 not parse is a DataError naming the file and line; rows remember their line (rows.Rows) for later checks.
 Reading local files needs neither torch nor `datasets` (pyarrow for .parquet), so the CLI's data preflight
-can use these readers before the model loads; what it read is kept for the loader (read_cache.py).
+can use these readers before the model loads; what it read is kept for the loader (read_cache.py). The
+loaders then take the file through datasets.load_dataset (arrow_cache.file_dataset: cached as Arrow, so a
+second run reuses its tokenisation) and check that the columns they use hold what these readers read.
 """
 from __future__ import annotations
 

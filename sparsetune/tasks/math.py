@@ -24,13 +24,14 @@ from datasets import Dataset
 
 from ..errors import ConfigError
 from ..registry import TASK_LOADERS
+from .arrow_cache import cached_map, file_dataset, text_features
 from .base import TaskData
 from .causal_lm import collator_for, first_rows, prompt_ids, subset_train, task_options, tokenize_prompt_target, wants_bos
 from .generate import generate, settings
 from .instruction import alpaca_prompt
 from .local_files import hub_splits, local_paths
 from .math_answers import cot_exemplars, cot_prompt, flexible_answer, gold_answer, same_number, strict_answer
-from .math_files import LAYOUTS, TRAIN_COLUMNS, check_splits, local_split
+from .math_files import LAYOUTS, TEST_COLUMNS, TRAIN_COLUMNS, check_splits, local_split
 
 GSM8K_HUB = ("openai/gsm8k", "main")
 DEFAULTS = {
@@ -56,19 +57,21 @@ def pairs(ds: Dataset, question: str, answer: str, style: str) -> Dataset:
     if missing:
         raise ConfigError(f"rows need the columns {question!r} and {answer!r}; missing {sorted(missing)} (have {ds.column_names})")
     lead = " " if style == "qa" else ""
-    return ds.map(lambda r: {"prompt": question_prompt(r[question], style), "target": lead + r[answer]},
-                  remove_columns=ds.column_names, desc="format")
+    return cached_map(ds, lambda r: {"prompt": question_prompt(r[question], style), "target": lead + r[answer]},
+                      remove_columns=ds.column_names, desc="format")
 
 
 def load_splits(task, hubs: dict[str, tuple[str, str | None, str]]) -> tuple[dict[str, Dataset], dict[str, str]]:
-    """Each split from its local file when one is given (checked row by row: math_files.py), else from
-    (hub id, config, hub split)."""
+    """Each split from its local file when one is given (checked row by row: math_files.py, then loaded by
+    datasets), else from (hub id, config, hub split)."""
     layout = LAYOUTS[task.loader]
     paths = local_paths(task, layout) or {}
     out, where = {}, {}
     for split, (hub_id, config, hub_split) in hubs.items():
         if split in paths:
-            out[split], where[split] = Dataset.from_list(local_split(task, split, paths[split])), str(paths[split])
+            columns = TRAIN_COLUMNS[task.loader] if split == "train" else TEST_COLUMNS
+            out[split] = file_dataset(local_split(task, split, paths[split]), text_features(columns))
+            where[split] = str(paths[split])
         else:
             local = f"task.data_files.{split} (or task.data_dir/{layout[split]})"
             out[split] = hub_splits(hub_id, config, [hub_split], local)[hub_split]

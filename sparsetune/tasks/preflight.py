@@ -3,8 +3,9 @@ model load, so a corrupt file fails in about a second with the loader's own `fil
 
 Each task family's stdlib part (the readers, the column / label / answer checks) is shared with its loader,
 so the checks and messages are the same code; what the preflight read is kept for the loader
-(read_cache.py), so a run still reads each file once. Hub data is left to the loader, as are dry runs,
-which load no data."""
+(read_cache.py), so a run still parses each file once with them (datasets, which the loaders then load the
+file with, parses it on its first run only). Hub data is left to the loader, as are dry runs, which load
+no data."""
 from __future__ import annotations
 
 from omegaconf import DictConfig

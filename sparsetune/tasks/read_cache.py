@@ -1,4 +1,5 @@
-"""What the data preflight read is kept for the task loader, so a run reads each data file once.
+"""What the data preflight read is kept for the task loader, so a run parses each data file once with the
+standard library readers (datasets parses a file too, on its first run only: arrow_cache.py caches it).
 
 The CLI's preflight reads and checks the local data files before torch loads (tasks/preflight.py) inside
 `keeping()`; the loader's read of the same file (same resolved path, mtime and size, same reader settings)
