@@ -115,3 +115,19 @@ def test_no_local_data_and_no_hub_names_the_local_option(task):
     cfg = compose_cfg([f"task={task}"])
     with pytest.raises(OfflineError, match="task.data_dir"):
         TASK_LOADERS.get(task)(cfg.task, None, 0)
+
+
+def test_no_repeat_ngram_counts_the_generated_text_only():
+    """The PST/LoRA decoder bans a repeated n-gram within the generated text; an n-gram of the prompt stays allowed."""
+    import torch
+
+    from sparsetune.tasks.generate import NoRepeatInGenerated
+
+    prompt = torch.tensor([[5, 6, 7, 8]])
+    rule = NoRepeatInGenerated(2, prompt_width=4)
+    # generated so far: 5 (also the prompt's first token); the prompt's bigram 5->6 must stay allowed
+    scores = rule(torch.cat([prompt, torch.tensor([[5]])], dim=1), torch.zeros(1, 10))
+    assert torch.isfinite(scores).all()
+    # generated 5 6 5: the generated bigram 5->6 is banned now
+    scores = rule(torch.cat([prompt, torch.tensor([[5, 6, 5]])], dim=1), torch.zeros(1, 10))
+    assert scores[0, 6] == -float("inf") and torch.isfinite(scores[0, [0, 1, 2, 3, 4, 5, 7, 8, 9]]).all()

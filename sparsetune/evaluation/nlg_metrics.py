@@ -1,17 +1,20 @@
-"""Corpus metrics for data-to-text generation with several references per source, all offline.
+"""Quick corpus metrics on the raw strings for data-to-text generation with several references per source.
 
-- BLEU, chrF, TER: sacrebleu (corpus level; references given as streams, a missing reference is None).
-- NIST (n=5, as mteval / e2e-metrics): nltk's pure-python corpus_nist on sacrebleu's 13a tokens.
-- ROUGE-L: rouge_score, best F over an item's references, averaged. This is NOT e2e-metrics' pycocoevalcap
-  ROUGE-L (beta 1.2 over max precision/recall), so numbers differ slightly.
-- METEOR needs the METEOR 1.5 jar (absent) or nltk's WordNet data (not installed); CIDEr needs
-  pycocoevalcap (not installed). Both are reported under "unavailable" with the reason, as are NIST and
-  ROUGE-L when nltk / rouge_score (installed here as lm-eval dependencies) are missing.
+These are NOT the papers' numbers: PST / LoRA score E2E, DART and WebNLG with their own scorers' tokenisation
+and definitions, which nlg_scorer.py reproduces (scripts/score_nlg.py; metrics.generation.BLEU etc.). Here:
+- BLEU, chrF, TER: sacrebleu's standard corpus scores (references as streams, a missing reference is None),
+  comparable with other work that reports sacrebleu signatures.
+- NIST: mteval's definition (mteval.py) on sacrebleu's 13a tokens.
+- ROUGE-L: rouge_score, best F over an item's references, averaged, on rouge_score's own tokens (lower-cased,
+  punctuation dropped): about 8 points under the E2E scorer's PTB-token ROUGE-L on the same texts.
+- METEOR: nltk's re-implementation, only when its WordNet data is installed (else under "unavailable").
 """
 from __future__ import annotations
 
 from sacrebleu.metrics import BLEU, CHRF, TER
 from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
+
+from .mteval import nist
 
 
 def reference_streams(refs: list[list[str]]) -> list[list[str | None]]:
@@ -23,14 +26,9 @@ def reference_streams(refs: list[list[str]]) -> list[list[str | None]]:
 
 
 def _nist(hyps: list[str], refs: list[list[str]], lowercase: bool) -> float:
-    from nltk.translate.nist_score import corpus_nist
-
     tok = Tokenizer13a()
     norm = (lambda s: tok(s.lower()).split()) if lowercase else (lambda s: tok(s).split())
-    try:
-        return float(corpus_nist([[norm(r) for r in rs] for rs in refs], [norm(h) for h in hyps], n=5))
-    except ZeroDivisionError:  # no hypothesis has any n-gram of some order (e.g. all empty)
-        return 0.0
+    return nist([norm(h) for h in hyps], [[norm(r) for r in rs] for rs in refs])
 
 
 def _rouge_l(hyps: list[str], refs: list[list[str]]) -> float:
@@ -60,21 +58,26 @@ def _optional(name: str, fn, out: dict, *args) -> None:
         out["unavailable"][name] = f"needs {e.name}, which is not installed"
 
 
-def nlg_scores(hyps: list[str], refs: list[list[str]], lowercase: bool = False) -> dict:
-    """{bleu, chrf, ter, nist, rouge_l, meteor?, signatures, unavailable} on a 0-100 scale (NIST raw)."""
+def sacrebleu_scores(hyps: list[str], refs: list[list[str]], lowercase: bool = False) -> dict:
+    """{bleu, chrf, ter, signatures}: sacrebleu corpus scores on the raw strings, 0-100."""
     if len(hyps) != len(refs) or not hyps:
         raise ValueError(f"need one reference list per hypothesis and at least one item; got {len(hyps)} vs {len(refs)}")
     streams = reference_streams(refs)
     bleu, chrf, ter = BLEU(lowercase=lowercase), CHRF(lowercase=lowercase), TER(case_sensitive=not lowercase)
-    out = {
+    return {
         "bleu": bleu.corpus_score(hyps, streams).score,
         "chrf": chrf.corpus_score(hyps, streams).score,
         "ter": ter.corpus_score(hyps, streams).score,
-        "signatures": {"bleu": str(bleu.get_signature()), "chrf": str(chrf.get_signature()), "ter": str(ter.get_signature()),
-                       "nist": f"nltk corpus_nist n=5, 13a tokens, lowercase={lowercase}", "rouge_l": "rouge_score max-F over refs"},
-        "unavailable": {"cider": "needs pycocoevalcap, which is not installed"},
+        "signatures": {"bleu": str(bleu.get_signature()), "chrf": str(chrf.get_signature()), "ter": str(ter.get_signature())},
     }
-    _optional("nist", _nist, out, hyps, refs, lowercase)
+
+
+def nlg_scores(hyps: list[str], refs: list[list[str]], lowercase: bool = False) -> dict:
+    """{bleu, chrf, ter, nist, rouge_l, meteor?, signatures, unavailable} on a 0-100 scale (NIST raw)."""
+    out = sacrebleu_scores(hyps, refs, lowercase)
+    out["signatures"] |= {"nist": f"mteval NIST n=5, 13a tokens, lowercase={lowercase}", "rouge_l": "rouge_score max-F over refs"}
+    out["unavailable"] = {"cider": "see nlg_scorer.score_nlg (pycocoevalcap)"}
+    out["nist"] = _nist(hyps, refs, lowercase)
     _optional("rouge_l", _rouge_l, out, hyps, refs)
     _optional("meteor", _meteor, out, hyps, refs)
     return out

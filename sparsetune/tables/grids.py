@@ -133,7 +133,7 @@ TABLES: dict[str, PaperTable] = {
         Grid({"experiment": "pst-e2e-gpt2"}, [{"method": "full"}, {"method": ["magnitude", "movement", "pst"], "method.sparsity": 0.9}],
              ("e2e", "dart", "webnlg"), seeds=(43,)),
         None, cost="4 rows x 3 datasets, GPT-2 medium 5 epochs: ~100 GPU-hours",
-        missing="no GPT-2 weights offline, and the official NLG metrics (METEOR, CIDEr, TER 0-1) are issue #12"),
+        missing="no GPT-2 medium weights offline (the NLG metrics are scripts/score_nlg.py's, the official scorers' definitions)"),
     "speft-table1": PaperTable(
         "GLUE dev, 8 salience metrics vs LoRA / PiSSA at equal budget", "speft-table1",
         Grid({"task.data_dir": "{data}/glue", "salience.num_batches": 64, "salience.batch_size": 16},

@@ -6,26 +6,37 @@ Sequence layout:  [BOS] <linearised source><separator> <reference> [EOS]  (defau
 
 Evaluation (extras["evaluators"]["generation"]): the eval split's rows are grouped by source, each unique
 source is decoded once with beam search, and the hypotheses are scored against all of that source's
-references (nlg_metrics.py: sacrebleu BLEU / chrF / TER, nltk NIST, ROUGE-L; METEOR / CIDEr are reported
-as unavailable). PST decodes with beam 10, length penalty 0.8, no-repeat-ngram 4 (our defaults); its
-LoRA-derived beam search normalises by ((5 + len) / 6) ** lp, transformers by len ** lp, so equal settings
+references. metrics.generation holds the papers' scores, computed as their scorers do (nlg_scorer.py, the
+same function as scripts/score_nlg.py): BLEU, NIST, METEOR, ROUGE_L, CIDEr (+ TER on 0-1 for DART /
+WebNLG), with "scorer" (definitions, tokenisation, versions) and "unavailable" (METEOR / ROUGE_L / CIDEr
+without pycocoevalcap + Java); and, lower-case, sacrebleu's standard bleu / chrf / ter on the raw strings.
+PST decodes with beam 10, length penalty 0.8, no-repeat-ngram 4 (our defaults). Its LoRA-derived beam search
+also divides by generated length ** lp, but runs all eval_len steps (no early stop) and blocks repeated
+n-grams among the generated tokens only (transformers counts the prompt's n-grams too), so equal settings
 are not bit-equal decoders. CPU runs override beams / eval_examples to something small.
 
 Sources: task.data_files={split: file} or task.data_dir with the original file names (LAYOUTS), else the
-hub (hub_id / hub_config in the task yaml).
+hub (hub_id / hub_config in the task yaml). The project's readers (data_to_text_files.py) turn every source
+into (source, reference) pairs -- E2E's MR linearisation, one pair per DART annotation, WebNLG's id-keyed
+entries -- which the CLI's preflight makes before torch loads and the generation evaluator groups; the pairs
+then become a cached Arrow dataset (arrow_cache.rows_dataset), so a second run reuses their tokenisation.
 """
 from __future__ import annotations
 
-from datasets import Dataset
+import logging
 
 from ..errors import ConfigError
-from ..evaluation.nlg_metrics import nlg_scores
+from ..evaluation.nlg_metrics import sacrebleu_scores
+from ..evaluation.nlg_scorer import score_nlg
 from ..registry import TASK_LOADERS
+from .arrow_cache import cached_map, rows_dataset, text_features
 from .base import TaskData
 from .causal_lm import collator_for, first_rows, prompt_ids, subset_train, task_options, tokenize_prompt_target, wants_bos
 from .data_to_text_files import LAYOUTS, PAIRS, group_references, local_pairs
 from .generate import generate, settings
 from .local_files import hub_splits
+
+log = logging.getLogger(__name__)
 DEFAULTS = {
     "separator": " ||", "add_bos": True, "add_eos": True, "train_on_inputs": False, "train_subset": "random",
     "generate_split": None, "eval_examples": None, "num_beams": 10, "length_penalty": 0.8, "no_repeat_ngram_size": 4,
@@ -44,7 +55,7 @@ def raw_pairs(task, fmt: str, splits: list[str], revision: str | None) -> tuple[
     return {s: PAIRS[fmt](hub[s].to_list(), f"{where} split {s}") for s in splits}, where
 
 
-def generation_evaluator(groups: list[tuple[str, list[str]]], opts: dict, bos: bool):
+def generation_evaluator(groups: list[tuple[str, list[str]]], opts: dict, bos: bool, fmt: str):
     gen = settings(opts)
     groups = groups[: opts["eval_examples"]] if opts["eval_examples"] else groups
 
@@ -53,8 +64,12 @@ def generation_evaluator(groups: list[tuple[str, list[str]]], opts: dict, bos: b
         hyps = generate(model, tokenizer, prompts, gen)
         refs = [r for _, r in groups]
         samples = [{"source": s, "prediction": h, "references": r} for (s, r), h in zip(groups, hyps)]
+        official = score_nlg(fmt, hyps, refs)
+        for reason in dict.fromkeys(official["unavailable"].values()):
+            log.warning("generation metrics not computed: %s", reason)
         return {
-            **nlg_scores(hyps, refs, lowercase=bool(opts["lowercase"])),
+            **official["scores"], "scorer": official["scorer"], "unavailable": official["unavailable"],
+            **sacrebleu_scores(hyps, refs, lowercase=bool(opts["lowercase"])),
             "num_sources": len(groups), "num_references": sum(len(r) for r in refs),
             "decoding": {**gen, "strategy": "beam" if gen["num_beams"] > 1 else "greedy"},
             "samples": samples[: int(opts["num_samples"])],
@@ -75,7 +90,9 @@ def load_data_to_text(task, tokenizer, seed: int, fmt: str) -> TaskData:
     raw, source = raw_pairs(task, fmt, splits, opts["hub_revision"])
     bos = wants_bos(tokenizer, opts["add_bos"])
     sep = opts["separator"]
-    to_ds = lambda pairs: Dataset.from_list([{"prompt": p["source"] + sep, "target": " " + p["target"]} for p in pairs])
+    to_ds = lambda pairs: cached_map(rows_dataset(pairs, text_features(["source", "target"])), lambda b: {
+        "prompt": [source + sep for source in b["source"]], "target": [" " + target for target in b["target"]]},
+        batched=True, remove_columns=["source", "target"], desc="format")
     enc = lambda ds: tokenize_prompt_target(ds, tokenizer, task.max_length, train_on_inputs=bool(opts["train_on_inputs"]),
                                             bos=bos, eos=bool(opts["add_eos"]))
     train_ds, dropped_train = enc(subset_train(to_ds(raw[task.train_split]), task.max_train_samples, seed, opts["train_subset"]))
@@ -90,7 +107,7 @@ def load_data_to_text(task, tokenizer, seed: int, fmt: str) -> TaskData:
               "layout": f"[BOS]{'' if bos else ' (off)'} <source>{opts['separator']} <reference> [EOS]", "bos": bos,
               "train_on_inputs": bool(opts["train_on_inputs"]), "generate_split": gen_split, "num_sources": len(groups),
               "dropped_without_target": dropped},
-        extras={"evaluators": {"generation": generation_evaluator(groups, opts, bos)}},
+        extras={"evaluators": {"generation": generation_evaluator(groups, opts, bos, fmt)}},
     )
 
 
