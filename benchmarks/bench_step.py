@@ -65,7 +65,8 @@ def worker(args) -> dict:
     torch.manual_seed(0)
     sparsetune.schema.register()
     method_name, method_overrides = VARIANTS.get(args.method, (args.method, METHOD_OVERRIDES.get(args.method, [])))
-    overrides = [f"model={args.model}", f"method={method_name}", f"task={args.task}", f"hardware={'gpu' if args.device == 'cuda' else 'cpu'}",
+    hardware = "gpu" if args.device == "cuda" else "cpu"
+    overrides = [f"model={args.model}", f"method={method_name}", f"task={args.task}", f"hardware={hardware}",
                  f"train.batch_size={args.batch}", f"train.max_steps={args.steps}", "train.eval_strategy=no", "train.save_steps=100000",
                  "train.logging_steps=100000", *method_overrides, *args.override]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
@@ -130,7 +131,10 @@ def worker(args) -> dict:
     trainer.train()
     warm = steps.each[args.warmup:] or steps.each
     cb_total = sum(s for t in timed for _, s in t.seconds if _ in ("on_step_begin", "on_optimizer_step", "on_step_end"))
-    peak = torch.cuda.max_memory_allocated() / 2**20 if args.device == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base_rss
+    if args.device == "cuda":
+        peak = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base_rss
     return {"method": args.method, "median_step_s": statistics.median(warm), "steps": len(steps.each),
             "method_callback_share": cb_total / max(sum(steps.each), 1e-9), "peak_mb": peak, "apply_s": apply_s,
             "trainable": count_params(model)["trainable"], "device": args.device}
@@ -176,11 +180,13 @@ def main() -> int:
         if row is not None:
             rows.append(row)
     by = {r["method"]: r for r in rows}
-    print(f"model={args.model} batch={args.batch}x{args.seq} device={args.device} threads={args.threads} steps={args.steps} (median after {args.warmup} warm-up)")
+    print(f"model={args.model} batch={args.batch}x{args.seq} device={args.device} threads={args.threads} "
+          f"steps={args.steps} (median after {args.warmup} warm-up)")
     print(f"{'method':<11}{'trainable':>13}{'s/step':>9}{'/LoRA':>7}{'/full':>7}{'peak MB':>10}{'/LoRA':>7}{'/full':>7}{'mask share':>12}")
     for r in rows:
-        ratio = lambda key, base: f"{r[key] / by[base][key]:.2f}" if base in by else "-"
-        print(f"{r['method']:<11}{r['trainable']:>13,}{r['median_step_s']:>9.3f}{ratio('median_step_s', 'lora'):>7}{ratio('median_step_s', 'full'):>7}"
+        ratio = lambda key, base, r=r: f"{r[key] / by[base][key]:.2f}" if base in by else "-"
+        print(f"{r['method']:<11}{r['trainable']:>13,}{r['median_step_s']:>9.3f}"
+              f"{ratio('median_step_s', 'lora'):>7}{ratio('median_step_s', 'full'):>7}"
               f"{r['peak_mb']:>10.0f}{ratio('peak_mb', 'lora'):>7}{ratio('peak_mb', 'full'):>7}{r['method_callback_share']:>11.1%}")
     for r in rows:
         if r["apply_s"] > 1.0:  # salience / one-shot pruning before training
