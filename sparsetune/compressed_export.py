@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 import shutil
 from pathlib import Path
 
@@ -65,16 +64,7 @@ def export_compressed(model: nn.Module, tokenizer, cfg: DictConfig, run_dir: Pat
     reason = skip_reason(cfg, target_sparsity)
     if reason:
         return {"skipped": reason}
-    shutil.rmtree(partial, ignore_errors=True)
-    try:
-        rec = _write_and_verify(model, tokenizer, cfg, partial, dense_dir)
-    except BaseException as e:
-        full = isinstance(e, Exception) and run_dirs.disk_full(e, partial)  # asked before the cleanup frees space
-        shutil.rmtree(partial, ignore_errors=True)
-        if full:
-            raise run_dirs.no_space(final) from e
-        raise
-    os.replace(partial, final)
+    rec = run_dirs.write_dir_atomically(partial, final, lambda d: _write_and_verify(model, tokenizer, cfg, d, dense_dir))
     if not rec["roundtrip_bit_identical"]:
         log.warning("compressed export %s does not decompress to the dense export: %s", final, rec["roundtrip_mismatch"])
     return {"dir": str(final), **rec}

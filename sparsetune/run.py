@@ -259,18 +259,9 @@ def selection_record(cfg: DictConfig, trainer, data) -> dict:
 
 def export_model(merged, tok, cfg: DictConfig, run_dir: Path, probe: dict) -> dict:
     """save_and_verify into a temp dir, then rename to model/: a model/ dir is always a complete export."""
-    partial, final = run_dir / PARTIAL_EXPORT, run_dir / "model"
-    shutil.rmtree(partial, ignore_errors=True)
-    try:
-        export = save_and_verify(merged, tok, cfg, partial, probe)
-    except Exception as e:
-        full = run_dirs.disk_full(e, partial)  # asked before the cleanup frees space
-        shutil.rmtree(partial, ignore_errors=True)
-        if full:
-            raise run_dirs.no_space(final) from e
-        raise
-    shutil.rmtree(final, ignore_errors=True)  # an export of an earlier attempt whose record never said completed
-    os.replace(partial, final)
+    final = run_dir / "model"
+    export = run_dirs.write_dir_atomically(run_dir / PARTIAL_EXPORT, final,
+                                           lambda d: save_and_verify(merged, tok, cfg, d, probe))
     return {**export, "dir": str(final)}
 
 

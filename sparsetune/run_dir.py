@@ -21,6 +21,7 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -286,6 +287,23 @@ def disk_full(exc: BaseException, path: Path) -> bool:
 
 def no_space(path: Path) -> OSError:
     return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+
+def write_dir_atomically(partial: Path, final: Path, write: Callable[[Path], dict]) -> dict:
+    """write(partial) fills a temp dir that becomes `final` only once it returns, so `final` is always complete
+    (an earlier attempt's is replaced); a write that ran out of space is one ENOSPC error naming `final`."""
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        record = write(partial)
+    except BaseException as e:
+        full = disk_full(e, partial)  # asked before the cleanup frees space
+        shutil.rmtree(partial, ignore_errors=True)
+        if full:
+            raise no_space(final) from e
+        raise
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(partial, final)
+    return record
 
 
 def _chain(exc: BaseException):
