@@ -225,6 +225,26 @@ def test_spp_rows_match_pruner_pattern_and_training(tmp_path):
     assert labels == {"Wanda+SPP 2:4 zero-init, no Wβ, r=16", "Wanda+SPP 2:4 zero-init Wβ r=16"}
 
 
+
+def test_lm_eval_average_over_the_tasks_a_run_has_is_marked(tmp_path):
+    """A task skipped for want of data (BoolQ without passages) must not blank the LM-eval average, nor pass
+    for the paper's seven-task average: the cell and its Δ are marked and a note names the missing tasks."""
+    from sparsetune.tables.render import render_table
+
+    rec = record("spp", task="alpaca", value=0.0, method__pattern="unstructured", salience__name="wanda",
+                 method__sparsity=0.5, model__name="smollm2-135m", method__r=16)
+    rec["config"]["task"].update(kind="causal_lm", main_metric="loss")
+    five = {"rte": 0.5, "winogrande": 0.6, "arc_easy": 0.4, "arc_challenge": 0.2, "openbookqa": 0.3}
+    rec["metrics"] = {"eval": {"loss": 2.0}, "harness": {t: {"acc": a} for t, a in five.items()}}
+    runs, apart = load_runs([str(write(tmp_path, [rec]))])
+    table = build_table(runs, apart, load_published()["spp-table4"])
+    (row,) = table.rows
+    assert row.cells["lmeval"].mean == pytest.approx(40.0)
+    assert row.partial_means["lmeval"] == {"metrics.harness.boolq.acc", "metrics.harness.hellaswag.acc"}
+    text = render_table(table)
+    assert "40.00 (n=1)*" in text and f"{40.0 - 58.13:+.2f}*" in text
+    assert "without boolq, hellaswag" in text
+
 # ---- published numbers ------------------------------------------------------------------------------------------
 
 def test_shipped_published_numbers_load_and_are_complete():

@@ -54,6 +54,7 @@ class Row:
     runs: list[Run]
     cells: dict[str, Cell] = field(default_factory=dict)
     averages: dict[str, tuple[float, tuple[str, ...]]] = field(default_factory=dict)  # avg id -> (value, columns used)
+    partial_means: dict[str, set[str]] = field(default_factory=dict)  # mean_of column id -> parts some run lacked
     published: PubRow | None = None
     scale: str | None = None
 
@@ -216,6 +217,8 @@ def fill_row(row: Row, columns: list[Column], dims: list[str], notes: list[str],
             for c in mine:
                 v = c.value(r.record, r.task)
                 if v is not None:
+                    if c.missing(r.record):
+                        row.partial_means.setdefault(c.id, set()).update(c.missing(r.record))
                     cell = row.cells.setdefault(c.id, Cell([], []))
                     cell.seeds.append(r.seed)
                     cell.values.append(v)

@@ -1,7 +1,8 @@
 """Table columns: which number of a results.json fills a column, on which scale, and for which task's runs.
 
 A column reads one metric (`metric`: dotted paths from the record root, the first one present wins), or the
-mean of several (`mean_of`, e.g. SPP's LM-eval average of seven zero-shot accuracies), or averages other
+mean of several (`mean_of`, e.g. SPP's LM-eval average of seven zero-shot accuracies: over the parts a run has when
+two or more are there, the missing ones listed by `missing`, so the table marks it), or averages other
 columns of the same row (`avg_of`: the papers' "Avg."). `task` limits it to runs of those training tasks
 (GLUE columns); an empty `task` takes any run that has the metric (lm-eval, perplexity). `factor` converts
 our number to the paper's scale (accuracy 0.85 -> 85.0).
@@ -42,13 +43,24 @@ class Column:
         if self.computed or not self.accepts(task):
             return None
         if self.mean_of:
-            parts = [lookup(record, p) for p in self.mean_of]
-            return None if any(p is None for p in parts) else self.factor * sum(parts) / len(parts)
+            parts = [v for v in (lookup(record, p) for p in self.mean_of) if v is not None]
+            return self.factor * sum(parts) / len(parts) if len(parts) >= 2 else None
         for path in self.metric:
             found = lookup(record, path)
             if found is not None:
                 return self.factor * found
         return None
+
+
+    def missing(self, record: dict) -> tuple[str, ...]:
+        """The `mean_of` parts this run lacks (e.g. an lm-eval task skipped for want of data)."""
+        return tuple(p for p in self.mean_of if lookup(record, p) is None)
+
+
+def part_name(path: str) -> str:
+    """'metrics.harness.boolq.acc' -> 'boolq': the name a mean_of part is known by in notes."""
+    parts = path.split(".")
+    return parts[-2] if len(parts) >= 2 else path
 
 
 def lookup(record: dict, dotted: str) -> float | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 
 from .build import IDENTITY, Cell, Row, Table
-from .columns import Column
+from .columns import Column, part_name
 from .published import PubRow, PubTable
 from .runs import MISSING
 
@@ -85,8 +85,9 @@ def comparison_lines(row: Row, table: Table, n_keys: int, extra: int) -> list[st
             continue
         v = pub.values.get(c.id)
         ours = row.cells.get(c.id)
+        mark = "*" if c.id in row.partial_means else ""
         pub_line.append("—" if v is None else fmt(v.value) + (f" ± {v.std:.2f}" if v.std is not None else ""))
-        diff_line.append(f"{ours.mean - v.value:+.2f}" if v is not None and ours is not None else "—")
+        diff_line.append(f"{ours.mean - v.value:+.2f}{mark}" if v is not None and ours is not None else "—")
     lead = [f"↳ published ({pub.model})"] + [""] * (n_keys - 1)
     delta = ["↳ Δ ours − published"] + [""] * (n_keys - 1)
     pad = [""] * extra
@@ -101,7 +102,7 @@ def row_line(row: Row, table: Table, show_trainable: bool) -> str:
             partial = avg is not None and set(avg[1]) != set(c.avg_of)
             cells.append("—" if avg is None else f"{fmt(avg[0])}{'*' if partial else ''}")
         else:
-            cells.append(fmt_cell(row.cells.get(c.id), c))
+            cells.append(fmt_cell(row.cells.get(c.id), c) + ("*" if c.id in row.partial_means else ""))
     keys = [fmt_setting(v) if v != MISSING else MISSING for v in row.key] or ["all runs"]
     tail = [trainable(row)] if show_trainable else []
     if table.paper:
@@ -141,6 +142,12 @@ def notes(table: Table) -> list[str]:
     for c in partial:
         out.append(f"* {c.label} over the columns a row has (not all of {', '.join(c.avg_of)}); the published value "
                    "beside it is the paper's numbers averaged over the same columns.")
+    for c in table.columns:
+        lacked = set().union(*(r.partial_means.get(c.id, set()) for r in table.rows))
+        if lacked:
+            out.append(f"* {c.label} over the parts a run has: without {', '.join(sorted(map(part_name, lacked)))} "
+                       f"(of {', '.join(map(part_name, c.mean_of))}); a published value beside it is over all of "
+                       "them, so its Δ compares different sets.")
     p = table.paper
     if p:
         out += [f"Paper: {n}" for n in p.notes]

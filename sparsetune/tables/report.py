@@ -1,7 +1,8 @@
 """docs/REPRODUCTION.md from the results the paper-table runs left, and nothing else.
 
-`collect(outputs/tables, docs/results)` copies each run's results.json (and the table's reproduce.json and
-table.md) into the repository; `write_report(docs/results, docs/REPRODUCTION.md)` then writes, for every table
+`collect(outputs/tables, docs/results)` copies each run's results.json (and the table's reproduce.json) into the
+repository; `write_report(docs/results, docs/REPRODUCTION.md)` rebuilds each table.md from those records with
+the same builder as scripts/reproduce.py (so a change to the builder reaches every table) and writes, for every table
 of grids.TABLES, what was run (command, date, git SHA, runtime, job statuses), the table beside the published
 numbers, whether the paper's claims hold on our numbers, and a figure for the sweeps. A table without a run
 is listed as not run, with its CPU grid and paper-scale cost.
@@ -19,7 +20,7 @@ from ..objective import harness_accuracy
 from .build import SHORT_NAMES
 from .columns import lookup
 from .grids import TABLES
-from .reproduce import expand
+from .reproduce import build_table, expand
 
 
 # ---- collecting ---------------------------------------------------------------------------------
@@ -374,7 +375,8 @@ def section(name: str, results: Path, figures: Path, doc_dir: Path) -> list[str]
     notes = table_dir / "notes.md"  # the analysis of a claim that does not hold: written by a person, citing records
     if notes.exists():
         lines += ["**What we think, and what we measured:**", "", notes.read_text().strip(), ""]
-    table = (table_dir / "table.md").read_text() if (table_dir / "table.md").exists() else "(no table.md)"
+    table = build_table(name, spec.cpu, table_dir / "runs")
+    (table_dir / "table.md").write_text(table)
     lines += [table.strip(), ""]
     return lines
 
