@@ -15,7 +15,8 @@ GRIDS = [(name, scale, grid) for name, t in TABLES.items() for scale, grid in ((
 @pytest.mark.parametrize("name,scale,grid", GRIDS, ids=[f"{n}-{s}" for n, s, _ in GRIDS])
 def test_every_run_block_composes_and_passes_the_checks(tmp_path, name, scale, grid):
     jobs = expand(grid, str(tmp_path))
-    (tmp_path / "glue").mkdir()  # the data root the jobs name ({data}/glue must be a directory)
+    for sub in ("glue", "e2e"):  # the data root the jobs name ({data}/glue must be a directory)
+        (tmp_path / sub).mkdir()
     assert len({job_dir_name(j) for j in jobs}) == len(jobs)  # one run dir per job
     first_of_each_block, seen = [], set()
     for job in jobs:  # one job per distinct method/experiment keeps this fast
