@@ -10,6 +10,8 @@ The choice is recorded in results.json (data.train_on_inputs). Padding is never 
 Sources: task.data_files={train: x.json|jsonl[, validation: y]} or task.data_dir/alpaca_data.json, with
 the hub's columns (instruction, input, output), else the hub (tatsu-lab/alpaca). Without a validation
 file, options.val_set_size rows are carved from train with options.split_seed (alpaca-lora: 2000, seed 42).
+The steps after the prompt / target pairs (carving, subsets, tokenization) are `instruction_data`, which
+task=codefeedback and task=oasst2 share.
 """
 from __future__ import annotations
 
@@ -86,27 +88,53 @@ def raw_splits(task) -> tuple[dict[str, Rows | Dataset], str]:
 @TASK_LOADERS.register("alpaca")
 def load_alpaca(task, tokenizer, seed: int) -> TaskData:
     opts = task_options(task, DEFAULTS)
-    if len(task.eval_splits) != 1:
-        raise ConfigError(f"task.eval_splits={list(task.eval_splits)}: alpaca has one eval split (a file or carved from train)")
+    eval_name = one_eval_split(task)
     raw, source = raw_splits(task)
-    train = to_pairs(checked(raw[task.train_split], source))
-    eval_name = task.eval_splits[0]
-    if eval_name in raw:
-        evals, carved = to_pairs(checked(raw[eval_name], source)), None
+    pairs = {split: to_pairs(checked(raw[split], source)) for split in (task.train_split, eval_name) if split in raw}
+    bos = wants_bos(tokenizer, opts["add_bos"])
+    return instruction_data(task, tokenizer, seed, opts, pairs, bos=bos, eos=bool(opts["add_eos"]),
+                            info={"source": source, "prompt_template": "stanford_alpaca"})
+
+
+def one_eval_split(task) -> str:
+    if len(task.eval_splits) != 1:
+        raise ConfigError(f"task.eval_splits={list(task.eval_splits)}: task {task.name!r} has one eval split "
+                          "(a file or carved from train)")
+    return task.eval_splits[0]
+
+
+def languages_option(value, example: str) -> set[str] | None:
+    """task.options.languages: null (all) or a non-empty list of names, e.g. [en, de] or [python]."""
+    if value is None:
+        return None
+    if isinstance(value, str) or not len(value) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"task.options.languages={value!r}: a non-empty list (e.g. {example}) or null")
+    return set(value)
+
+
+def instruction_data(task, tokenizer, seed: int, opts: dict, pairs: dict[str, Dataset], *, bos: bool, eos: bool,
+                     info: dict) -> TaskData:
+    """An instruction task's tokenized data from its {split: prompt / target} datasets (alpaca, codefeedback,
+    oasst2): without an eval split, options.val_set_size rows are carved from train with options.split_seed;
+    max_train_samples (options.train_subset) and max_eval_samples applied; loss on the target unless
+    options.train_on_inputs."""
+    eval_name = one_eval_split(task)
+    train = pairs[task.train_split]
+    if eval_name in pairs:
+        evals, carved = pairs[eval_name], None
     else:
         train, evals = carve_validation(train, opts["val_set_size"], int(opts["split_seed"]))
         carved = {"size": opts["val_set_size"], "seed": opts["split_seed"]}
     train = subset_train(train, task.max_train_samples, seed, opts["train_subset"])
     evals = first_rows(evals, task.max_eval_samples)
-    bos = wants_bos(tokenizer, opts["add_bos"])
     enc = lambda ds: tokenize_prompt_target(ds, tokenizer, task.max_length, train_on_inputs=bool(opts["train_on_inputs"]),
-                                            bos=bos, eos=bool(opts["add_eos"]))
+                                            bos=bos, eos=eos)
     train_ds, dropped_train = enc(train)
     eval_ds, dropped_eval = enc(evals)
     return TaskData(
         train=train_ds, eval={eval_name: eval_ds}, collator=collator_for(tokenizer), compute_metrics=None,
-        info={"source": source, "train_split": task.train_split, "eval_splits": [eval_name], "eval_carved_from_train": carved,
+        info={"source": info["source"], "train_split": task.train_split, "eval_splits": [eval_name], "eval_carved_from_train": carved,
               "num_train": len(train_ds), "num_eval": {eval_name: len(eval_ds)}, "max_length": task.max_length,
-              "prompt_template": "stanford_alpaca", "train_on_inputs": bool(opts["train_on_inputs"]), "bos": bos,
-              "eos": bool(opts["add_eos"]), "dropped_without_target": {"train": dropped_train, eval_name: dropped_eval}},
+              **{k: v for k, v in info.items() if k != "source"}, "train_on_inputs": bool(opts["train_on_inputs"]),
+              "bos": bos, "eos": eos, "dropped_without_target": {"train": dropped_train, eval_name: dropped_eval}},
     )

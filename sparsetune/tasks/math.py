@@ -14,11 +14,13 @@ test questions, scored by strict and flexible number match (see math_answers.py)
     exemplars (SPEFT reports gsm8k_cot 5-shot).
 The eval loss (data.eval) is on GSM8K test in the training template.
 
-Sources: task.data_files={train: .., test: ..} (.json/.jsonl; GSM8K rows {question, answer}, MetaMathQA
-rows {query, response}) or task.data_dir with the file names in LAYOUTS, else the hub (openai/gsm8k main,
-meta-math/MetaMathQA).
+Sources: task.data_files={train: .., test: ..} (.json/.jsonl/.parquet; GSM8K rows {question, answer},
+MetaMathQA rows {query, response}) or task.data_dir with the file names in LAYOUTS, else the hub (openai/gsm8k
+main, meta-math/MetaMathQA). A local MetaMathQA file is loaded lazily (lazy_files.py: Arrow, not Python lists).
 """
 from __future__ import annotations
+
+from functools import partial
 
 from datasets import Dataset
 
@@ -29,9 +31,10 @@ from .base import TaskData
 from .causal_lm import collator_for, first_rows, prompt_ids, subset_train, task_options, tokenize_prompt_target, wants_bos
 from .generate import generate, settings
 from .instruction import alpaca_prompt
+from .lazy_files import lazy_dataset
 from .local_files import hub_splits, local_paths
 from .math_answers import cot_exemplars, cot_prompt, flexible_answer, gold_answer, same_number, strict_answer
-from .math_files import LAYOUTS, TEST_COLUMNS, TRAIN_COLUMNS, check_splits, local_split
+from .math_files import LAYOUTS, TEST_COLUMNS, TRAIN_COLUMNS, check_pairs, check_splits, lazy_split, local_split
 
 GSM8K_HUB = ("openai/gsm8k", "main")
 DEFAULTS = {
@@ -63,14 +66,17 @@ def pairs(ds: Dataset, question: str, answer: str, style: str) -> Dataset:
 
 def load_splits(task, hubs: dict[str, tuple[str, str | None, str]]) -> tuple[dict[str, Dataset], dict[str, str]]:
     """Each split from its local file when one is given (checked row by row: math_files.py, then loaded by
-    datasets), else from (hub id, config, hub split)."""
+    datasets; a large one lazily, checked on its Arrow columns), else from (hub id, config, hub split)."""
     layout = LAYOUTS[task.loader]
     paths = local_paths(task, layout) or {}
     out, where = {}, {}
     for split, (hub_id, config, hub_split) in hubs.items():
         if split in paths:
             columns = TRAIN_COLUMNS[task.loader] if split == "train" else TEST_COLUMNS
-            out[split] = file_dataset(local_split(task, split, paths[split]), text_features(columns))
+            if lazy_split(task, split):
+                out[split] = lazy_dataset(paths[split], text_features(columns), columns, partial(check_pairs, columns=columns))
+            else:
+                out[split] = file_dataset(local_split(task, split, paths[split]), text_features(columns))
             where[split] = str(paths[split])
         else:
             local = f"task.data_files.{split} (or task.data_dir/{layout[split]})"

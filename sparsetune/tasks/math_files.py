@@ -1,12 +1,14 @@
 """task=gsm8k / task=metamathqa's local files and their row checks, with the standard library only: the
 loader (math.py) and the CLI's data preflight (preflight.py) share them. Splits without a local file come
-from the hub (the loader's business; the preflight skips them)."""
+from the hub (the loader's business; the preflight skips them). MetaMathQA's train file (395K rows) is
+loaded lazily (lazy_files.py): the preflight checks its first rows only (file_head.py)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from ..errors import ConfigError
 from .errors import DataError
+from .file_head import head_rows
 from .local_files import local_paths, read_records
 from .math_answers import gold_answer
 from .read_cache import cached_read
@@ -18,6 +20,7 @@ LAYOUTS = {
 }
 TRAIN_COLUMNS = {"gsm8k": ("question", "answer"), "metamathqa": ("query", "response")}
 TEST_COLUMNS = ("question", "answer")  # both evaluate on GSM8K test
+LAZY = {"metamathqa": ("train",)}  # splits too large to read into Python lists
 
 
 def check_splits(task) -> None:
@@ -30,15 +33,25 @@ def checked_rows(path: str | Path, columns: tuple[str, str], gsm8k_answers: bool
     """A local split's rows, every one checked (text in `columns`; GSM8K answers ending in '#### N'), so a
     bad one is named by file and line."""
     rows = read_records(path)
-    if not isinstance(rows, Rows) or not rows:
-        raise DataError(f"{path}: expected a non-empty list of rows (a .jsonl file or a .json list) with the columns {list(columns)}")
-    require_columns(rows, list(columns))
+    check_pairs(rows, columns, str(path))
     for i, row in enumerate(rows if gsm8k_answers else ()):
         try:
             gold_answer(row["answer"])
         except ValueError as e:
             raise DataError(f"{rows.where(i)}: {e}") from None
     return rows
+
+
+def check_pairs(rows, columns: tuple[str, str], source: str = "") -> None:
+    """A non-empty list of rows with text in `columns`; else a DataError naming the row."""
+    if not isinstance(rows, Rows) or not rows:
+        raise DataError(f"{getattr(rows, 'path', source)}: expected a non-empty list of rows (a .jsonl file or a .json list) "
+                        f"with the columns {list(columns)}")
+    require_columns(rows, list(columns), source=source)
+
+
+def lazy_split(task, split: str) -> bool:
+    return split in LAZY.get(task.loader, ())
 
 
 def local_split(task, split: str, path: Path) -> Rows:
@@ -51,5 +64,7 @@ def check_local(task) -> None:
     """The data preflight: every split that has a local file."""
     check_splits(task)
     for split, path in (local_paths(task, LAYOUTS[task.loader]) or {}).items():
-        if split in ("train", "test"):
+        if lazy_split(task, split):
+            check_pairs(head_rows(path), TRAIN_COLUMNS[task.loader], str(path))
+        elif split in ("train", "test"):
             local_split(task, split, path)

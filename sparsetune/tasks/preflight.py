@@ -11,7 +11,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from ..errors import ConfigError
-from . import data_to_text_files, glue_local, instruction_files, math_files
+from . import code_feedback_files, data_to_text_files, glue_local, instruction_files, math_files, oasst_files
 from .read_cache import keeping
 
 CHECKS = {  # task.loader -> the check of its local files; loaders not named here (synthetic data) read no files
@@ -19,6 +19,8 @@ CHECKS = {  # task.loader -> the check of its local files; loaders not named her
     "alpaca": instruction_files.check_local,
     "gsm8k": math_files.check_local,
     "metamathqa": math_files.check_local,
+    "oasst2": oasst_files.check_local,
+    "codefeedback": code_feedback_files.check_local,
     "e2e": data_to_text_files.check_local,
     "dart": data_to_text_files.check_local,
     "webnlg": data_to_text_files.check_local,
