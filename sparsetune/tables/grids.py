@@ -61,8 +61,9 @@ SPP_CPU = {"experiment": "spp-smollm2-cpu", "task.data_files": "{{train: {data}/
            "eval.data_dir": "{data}", "eval.limit": 100, "eval.batch_size": 16,
            "eval.perplexity.data_file": "{data}/wikitext-2-raw/test.hf_rows.txt",
            "eval.perplexity.seqlen": 512, "eval.perplexity.max_chunks": 16}
-# the same SmolLM2 runs scored on MMLU 5-shot instead: the first 5 test questions of each of the 57 subjects (285)
-SMOLLM2_MMLU_CPU = {"eval": "mmlu", "eval.data_dir": "{data}", "eval.limit": 5, "eval.batch_size": 8}
+# the same SmolLM2 runs scored on MMLU 5-shot instead: the first 5 test questions of each of the 57 subjects (285),
+# one at a time (5-shot contexts reach 4k tokens: a batch of 8 holds 6 GB of fp32 logits over the 49k vocabulary)
+SMOLLM2_MMLU_CPU = {"eval": "mmlu", "eval.data_dir": "{data}", "eval.limit": 5, "eval.batch_size": 1}
 SPP_MMLU_CPU = {"experiment": "spp-smollm2-cpu", "task.data_files": "{{train: {data}/alpaca/alpaca_tiny.json}}",
                 **SMOLLM2_MMLU_CPU}
 # SPEFT Table 2 in miniature: SmolLM2-135M on the 100-row Alpaca file, 40 steps, q/k/v/o at LoRA r=8's count
