@@ -1,29 +1,27 @@
-"""Local lm-eval tasks: each source format converts to the hub's documents, the prompts are lm-eval's own
-(checked field by field against the installed built-in YAML), and unusable data is skipped with a reason."""
+"""Local lm-eval tasks: each source format converts to the hub's documents, the task is lm-eval's installed YAML
+with only dataset fields overridden (no prompt, metric or subject list of ours), lm-eval renders its own prompts
+on the converted documents, and unusable data is skipped with a reason."""
 import csv
 import json
 from pathlib import Path
 
-import lm_eval.tasks
 import pytest
+import yaml
 from lm_eval.tasks._yaml_loader import load_yaml
 
-from sparsetune.evaluation.harness import to_lm_eval
+from sparsetune.evaluation.local_readers import UnusableData, read_arc_csv, split_context_question
 from sparsetune.evaluation.local_tasks import (
-    MMLU_CATEGORIES,
-    MMLU_GROUP_VERSION,
-    MMLU_TEMPLATE,
+    SPLIT_KEYS,
     TASKS,
-    UnusableData,
     build_local_suite,
-    mmlu_description,
-    read_arc_csv,
+    leaf_tasks,
+    lm_eval_tasks_dir,
     read_source,
-    split_context_question,
+    task_manager,
 )
 
-LM_EVAL_TASKS = Path(lm_eval.tasks.__file__).parent
 Q = "Please choose the correct answer to the question: "
+DATASET_FIELDS = {"dataset_path", "dataset_name", "dataset_kwargs", *SPLIT_KEYS}
 
 
 def adapters_mc(question: str, choices: list[str], answer: int) -> dict:
@@ -50,7 +48,7 @@ ARC_TRAIN_CSV = [
     ["Pick the fifth option", "a", "b", "c", "d", "E"],  # answer outside the columns -> dropped
     ["Quoted, with a comma?", "x", "y", "", "w", "D"],  # an empty column in the middle
 ]
-MMLU = {  # subject -> {split: rows}
+MMLU = {  # subject -> {split: rows}; every other subject of lm-eval's mmlu group gets one generic row per split
     "anatomy": {"dev": [["Which bone is in the arm?", "femur", "humerus", "tibia", "fibula", "B"]],
                 "test": [["Which organ filters blood?", "kidney", "heart", "lung", "skin", "A"],
                          ["How many chambers has the heart?", "two", "three", "four", "five", "C"],
@@ -59,8 +57,23 @@ MMLU = {  # subject -> {split: rows}
                  "test": [["Which virus causes flu?", "HIV", "influenza", "rabies", "measles", "B"],
                           ["Viruses are made of?", "fat", "sugar", "protein and nucleic acid", "salt", "C"]]},
 }
+GSM8K = [
+    {"question": "Janet sells 9 eggs for $2 each. How much does she make?", "answer": "9 * 2 = <<9*2=18>>18\n#### 18"},
+    {"question": "How many apples are in 1234 boxes of one apple?", "answer": "1234 * 1 = 1234\n#### 1,234"},
+    {"question": "What is 2 + 3?", "answer": "2 + 3 = 5\n#### 5"},
+]
 RTE_TSV = "index\tsentence1\tsentence2\tlabel\n0\tA cat sat on the mat.\tAn animal sat.\tentailment\n" \
           "1\tIt rained all day.\tIt was dry.\tnot_entailment\n"
+
+
+def mmlu_subjects() -> list[str]:
+    """The subjects of lm-eval's own mmlu group, in its order."""
+    manager = task_manager(["mmlu"])
+    return [manager.task_index[t].cfg["dataset_name"] for t in leaf_tasks(manager, "mmlu")]
+
+
+def mmlu_rows(subject: str, split: str) -> list[list[str]]:
+    return MMLU.get(subject, {}).get(split) or [[f"A {split} question on {subject}?", "w", "x", "y", "z", "A"]]
 
 
 def write_csv(path: Path, rows: list[list[str]]) -> None:
@@ -74,10 +87,17 @@ def write_json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj), encoding="utf-8")
 
 
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
 def write_data_dir(root: Path) -> Path:
     """A miniature ../shared/data: the same layout and formats, a handful of rows each."""
     cs = root / "commonsense"
-    write_json(cs / "ARC-Easy/test.json", [adapters_mc(q, c, a) for q, c, a in ARC_TEST])
+    for arc in ("ARC-Easy", "ARC-Challenge"):
+        write_json(cs / arc / "test.json", [adapters_mc(q, c, a) for q, c, a in ARC_TEST])
     write_csv(cs / "ARC-Easy/train.csv", ARC_TRAIN_CSV)
     write_json(cs / "openbookqa/test.json", [adapters_mc("Fog is most likely around", ["a marsh", "a desert", "the moon", "a fire"], 1)])
     write_json(cs / "winogrande/test.json", [{
@@ -96,25 +116,34 @@ def write_data_dir(root: Path) -> Path:
                        "Answer format: true/false", "input": "", "output": "the correct answer is true", "answer": "true"}])
     (root / "glue/RTE").mkdir(parents=True)
     (root / "glue/RTE/dev.tsv").write_text(RTE_TSV, encoding="utf-8")
-    for subject, splits in MMLU.items():
-        for split, rows in splits.items():
-            write_csv(root / "mmlu" / split / f"{subject}_{split}.csv", rows)
+    for subject in mmlu_subjects():
+        for split in ("dev", "test"):
+            write_csv(root / "mmlu" / split / f"{subject}_{split}.csv", mmlu_rows(subject, split))
+    write_jsonl(root / "gsm8k/test.jsonl", GSM8K)
+    write_jsonl(root / "gsm8k/train.jsonl", list(reversed(GSM8K)))
     return root
 
 
-@pytest.fixture
-def data_dir(tmp_path):
-    return write_data_dir(tmp_path / "data")
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return write_data_dir(tmp_path_factory.mktemp("data"))
 
 
-def docs_of(suite, name: str, split: str) -> list[dict]:
-    path = suite.data[name]["converted"][split]
-    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines()]
+def docs_of(suite, name: str, split: str, config: str | None = None) -> list[dict]:
+    copy = Path(suite.data[name]["dataset_dir"])
+    config = config or next(p.name for p in copy.iterdir() if p.is_dir())
+    return [json.loads(line) for line in (copy / config / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def loaded(suite, name: str):
+    """The task (or group) lm-eval builds from the suite, by its lm-eval name."""
+    out = suite.manager.load(name)
+    return out["groups"].get(name) or out["tasks"][name]
 
 
 def test_arc_from_llm_adapters_json_and_csv(data_dir, tmp_path):
     suite = build_local_suite(["arc_easy"], str(data_dir), {}, tmp_path / "work", {"arc_easy": 1})
-    test = docs_of(suite, "arc_easy", "test")
+    test = docs_of(suite, "arc_easy", "test", "ARC-Easy")  # lm-eval's own dataset_name picks the config
     assert test[0] == {"id": "ARC-Easy-0", "question": "Which gas do plants absorb?",
                        "choices": {"text": ["oxygen", "carbon", "helium", "neon"], "label": ["A", "B", "C", "D"]},
                        "answerKey": "B"}
@@ -127,12 +156,27 @@ def test_arc_from_llm_adapters_json_and_csv(data_dir, tmp_path):
         ("Quoted, with a comma?", {"text": ["x", "y", "w"], "label": ["A", "B", "D"]}, "D"),
     ]
     data = suite.data["arc_easy"]
-    assert data["rows"] == {"test": 8, "train": 3}
-    assert data["dropped"]["train"] == {"no choices": 1, "answer not among the choices": 1}
-    assert data["template"] == "lm_eval/tasks/arc/arc_easy.yaml" and len(data["sha256"]["test"]) == 64
-    config = suite.specs["arc_easy"]
-    assert config["test_split"] == "test" and config["training_split"] == "train" and config["validation_split"] is None
-    assert config["dataset_path"] == "json" and set(config["dataset_kwargs"]["data_files"]) == {"test", "train"}
+    assert data["rows"] == {"test": 8, "train": 3} and data["format"] == {"test": "llm-adapters json", "train": "arc csv"}
+    assert data["dropped"]["train"] == {"no choices": 1, "answer not among the choices": 1} and len(data["sha256"]["test"]) == 64
+    # the task YAML: lm-eval's arc_easy.yaml included, the dataset pointed at the copy, the split without a file unset
+    written = yaml.safe_load(Path(data["override_yaml"]).read_text())
+    assert written["include"] == str(lm_eval_tasks_dir() / "arc/arc_easy.yaml")
+    assert written["dataset_path"] == data["dataset_dir"] and written["validation_split"] is None
+    assert set(written) - {"include"} <= DATASET_FIELDS and "training_split" not in written
+    task = loaded(suite, "arc_easy")
+    assert task.config.test_split == "test" and task.config.training_split == "train" and task.VERSION == 1.0
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_written_yaml_is_lm_eval_yaml_with_only_dataset_fields_changed(name, data_dir, tmp_path):
+    files = {"boolq": str(write_jsonl(tmp_path / "boolq.jsonl", [{"question": "q", "passage": "p", "label": 1}])),
+             "hellaswag": str(write_jsonl(tmp_path / "hs.jsonl", [{"activity_label": "A", "ctx_a": "x", "ctx_b": "y", "ctx": "x y",
+                                                                   "endings": ["a", "b", "c", "d"], "label": "0"}]))}
+    suite = build_local_suite([name], str(data_dir), {k: v for k, v in files.items() if k == name}, tmp_path / "work", {})
+    ours = load_yaml(suite.specs[name], resolve_func=False)
+    builtin = load_yaml(lm_eval_tasks_dir() / TASKS[name].builtin, resolve_func=False)
+    changed = {k for k in set(ours) | set(builtin) if ours.get(k) != builtin.get(k)}
+    assert changed <= DATASET_FIELDS and "dataset_path" in changed
 
 
 def test_multiple_choice_formats_become_hub_documents(data_dir, tmp_path):
@@ -156,37 +200,87 @@ def test_multiple_choice_formats_become_hub_documents(data_dir, tmp_path):
     assert split_context_question("no sentence end here") == ("no sentence end", "here")
 
 
-def test_lm_eval_renders_the_builtin_prompts_on_converted_documents(data_dir, tmp_path):
-    names = ["arc_easy", "openbookqa", "winogrande", "piqa", "social_iqa", "rte", "mmlu"]
-    suite = build_local_suite(names, str(data_dir), {}, tmp_path / "work", {"mmlu": 1})
-    tasks = {n: to_lm_eval(suite.specs[n]) for n in names if n != "mmlu"}
+def test_lm_eval_renders_its_own_prompts_on_converted_documents(data_dir, tmp_path):
+    names = ["arc_easy", "openbookqa", "winogrande", "piqa", "social_iqa", "rte"]
+    suite = build_local_suite(names, str(data_dir), {}, tmp_path / "work", {})
 
     def first(name):
-        task = tasks[name]
-        doc = list(task.eval_docs)[0]
+        task = loaded(suite, name)
+        doc = task.eval_docs[0]
         return task.doc_to_text(doc), task.doc_to_choice(doc), task.doc_to_target(doc)
 
-    assert first("arc_easy") == ("Question: Which gas do plants absorb?\nAnswer:", ["oxygen", "carbon", "helium", "neon"], 1)
-    assert first("openbookqa") == ("Fog is most likely around", ["a marsh", "a desert", "the moon", "a fire"], 0)
-    assert first("piqa") == ("Question: How do I dry a wet phone?\nAnswer:", ["Put it in rice.", "Put it in water."], 0)
-    assert first("social_iqa") == ("Q: Tracy didn't go home. She stayed out. What does Tracy need to do before this?\nA:",
-                                   ["make a plan", "go home", "find a place"], 2)
-    assert first("rte") == ("A cat sat on the mat.\nQuestion: An animal sat. True or False?\nAnswer:", ["True", "False"], 0)
+    text, choices, gold = first("arc_easy")
+    assert "Which gas do plants absorb?" in text and choices == ["oxygen", "carbon", "helium", "neon"] and gold == 1
+    text, choices, gold = first("openbookqa")
+    assert "Fog is most likely around" in text and choices == ["a marsh", "a desert", "the moon", "a fire"] and gold == 0
+    text, choices, gold = first("piqa")
+    assert "How do I dry a wet phone?" in text and choices == ["Put it in rice.", "Put it in water."] and gold == 0
+    text, choices, gold = first("social_iqa")
+    assert "Tracy didn't go home. She stayed out. What does Tracy need to do before this?" in text
+    assert choices == ["make a plan", "go home", "find a place"] and gold == 2
+    text, choices, gold = first("rte")
+    assert "A cat sat on the mat." in text and "An animal sat." in text and len(choices) == 2 and gold == 0
     # winogrande scores the sentence's tail after each filled-in prefix (lm-eval's partial evaluation)
     assert first("winogrande") == (1, ["Sarah was a better surgeon than Maria so Sarah",
                                        "Sarah was a better surgeon than Maria so Maria"], "got the easier cases.")
 
-    mmlu = to_lm_eval(suite.specs["mmlu"])
-    assert [g.name for g in mmlu] == ["mmlu_stem", "mmlu_other"] and mmlu.version == str(MMLU_GROUP_VERSION)
+
+def test_mmlu_is_lm_eval_mmlu_group_on_local_subject_files(data_dir, tmp_path):
+    suite = build_local_suite(["mmlu"], str(data_dir), {}, tmp_path / "work", {"mmlu": 1})
+    data = suite.data["mmlu"]
+    subjects = mmlu_subjects()
+    assert len(subjects) == 57 and data["configs"] == 57
+    assert data["rows"] == {"test": 57 - 2 + 5, "dev": 57} and data["source"]["test"] == str(data_dir / "mmlu/test")
+    mmlu = loaded(suite, "mmlu")
+    assert [g.name for g in mmlu] == ["mmlu_stem", "mmlu_other", "mmlu_social_sciences", "mmlu_humanities"]
+    assert len(mmlu.get_all_tasks()) == 57
     anatomy = next(t for t in mmlu.get_all_tasks() if t.task_name == "mmlu_anatomy")
-    doc = list(anatomy.eval_docs)[1]
-    assert anatomy.fewshot_context(doc, num_fewshot=1) == (
-        "The following are multiple choice questions (with answers) about anatomy.\n\n"
-        "Which bone is in the arm?\nA. femur\nB. humerus\nC. tibia\nD. fibula\nAnswer: B\n\n"
-        "How many chambers has the heart?\nA. two\nB. three\nC. four\nD. five\nAnswer:")
+    doc = anatomy.eval_docs[1]
+    context = anatomy.fewshot_context(doc, num_fewshot=1)  # lm-eval's first_n sampler: the first dev row
+    assert context.index("Which bone is in the arm?") < context.index("How many chambers has the heart?")
+    assert context.startswith(anatomy.config.description) and "anatomy" in anatomy.config.description
     assert anatomy.doc_to_target(doc) == 2 and anatomy.doc_to_choice(doc) == ["A", "B", "C", "D"]
-    assert suite.data["mmlu"]["rows"] == {"test": 5, "dev": 2} and suite.data["mmlu"]["subjects"] == 2
-    assert len(suite.data["mmlu"]["missing_subjects"]) == 55
+    assert docs_of(suite, "mmlu", "test", "virology")[1] == {"question": "Viruses are made of?", "subject": "virology",
+                                                            "choices": ["fat", "sugar", "protein and nucleic acid", "salt"],
+                                                            "answer": 2}
+
+
+def test_mmlu_without_every_subject_is_skipped_naming_them(data_dir, tmp_path):
+    partial = tmp_path / "mmlu"
+    for split in ("dev", "test"):
+        write_csv(partial / split / f"anatomy_{split}.csv", mmlu_rows("anatomy", split))
+    suite = build_local_suite(["mmlu"], None, {"mmlu": str(partial)}, tmp_path / "work", {})
+    assert "56 of its 57 dataset configs" in suite.skipped["mmlu"] and "abstract_algebra" in suite.skipped["mmlu"]
+
+
+def test_gsm8k_and_gsm8k_cot_read_the_hub_schema_jsonl(data_dir, tmp_path):
+    suite = build_local_suite(["gsm8k", "gsm8k_cot"], str(data_dir), {}, tmp_path / "work", {})
+    assert suite.data["gsm8k"]["rows"] == {"test": 3, "train": 3}  # lm-eval's 5 shots come from train
+    assert suite.data["gsm8k_cot"]["rows"] == {"test": 3}  # its exemplars are in lm-eval's YAML
+    for name in ("gsm8k", "gsm8k_cot"):
+        task = loaded(suite, name)
+        doc = task.eval_docs[1]
+        assert GSM8K[1]["question"] in task.doc_to_text(doc) and task.OUTPUT_TYPE == "generate_until"
+        assert task.VERSION == 3.0
+    assert loaded(suite, "gsm8k_cot").doc_to_target(loaded(suite, "gsm8k_cot").eval_docs[1]) == "1,234"
+    bad = write_jsonl(tmp_path / "bad.jsonl", [GSM8K[0], {"question": "q", "answer": "no final number"}])
+    with pytest.raises(ValueError, match="bad.jsonl line 2.*####"):
+        build_local_suite(["gsm8k_cot"], None, {"gsm8k_cot": str(bad)}, tmp_path / "work", {})
+    zero = build_local_suite(["gsm8k"], None, {"gsm8k": {"test": str(data_dir / "gsm8k/test.jsonl")}}, tmp_path / "work",
+                             {"gsm8k": 0})
+    assert zero.data["gsm8k"]["rows"] == {"test": 3} and zero.data["gsm8k"]["overrides"]["training_split"] is None
+    with pytest.raises(ValueError, match="train split"):
+        build_local_suite(["gsm8k"], None, {"gsm8k": str(data_dir / "gsm8k/test.jsonl")}, tmp_path / "work", {})
+
+
+def test_same_documents_reuse_the_same_copy(data_dir, tmp_path):
+    one = build_local_suite(["rte"], str(data_dir), {}, tmp_path / "work", {})
+    two = build_local_suite(["rte"], str(data_dir), {}, tmp_path / "work", {})
+    copy = Path(one.data["rte"]["dataset_dir"])
+    assert copy == Path(two.data["rte"]["dataset_dir"]) and copy.parent == tmp_path / "work" / "rte"
+    card = yaml.safe_load((copy / "README.md").read_text().split("---")[1])
+    assert card == {"configs": [{"config_name": "rte", "data_files": [{"split": "validation", "path": "rte/validation.jsonl"}]}]}
+    assert sorted(p.name for p in copy.iterdir()) == ["README.md", "rte", "rte.yaml"]
 
 
 def test_unusable_or_missing_data_is_skipped_with_the_reason(data_dir, tmp_path):
@@ -199,82 +293,47 @@ def test_unusable_or_missing_data_is_skipped_with_the_reason(data_dir, tmp_path)
 
 
 def test_passage_bearing_boolq_and_hub_schema_hellaswag_are_used(data_dir, tmp_path):
-    boolq = tmp_path / "val.jsonl"
-    boolq.write_text("\n".join(json.dumps(r) for r in [
+    boolq = write_jsonl(tmp_path / "val.jsonl", [
         {"question": "is the sky blue", "passage": "The sky is blue.", "label": True, "idx": 0},
-        {"question": "do fish fly", "passage": "Fish swim.", "answer": False}]))
-    hella = tmp_path / "hellaswag_val.jsonl"
-    hella.write_text(json.dumps({"ind": 4, "activity_label": "Cooking", "ctx_a": "A man cracks eggs.", "ctx_b": "he",
-                                 "ctx": "A man cracks eggs. he", "endings": ["whisks them [title] fast.", "sleeps.",
-                                                                             "flies.", "sings."], "label": "0"}))
+        {"question": "do fish fly", "passage": "Fish swim.", "answer": False}])
+    hella = write_jsonl(tmp_path / "hellaswag_val.jsonl", [{
+        "ind": 4, "activity_label": "Cooking", "ctx_a": "A man cracks eggs.", "ctx_b": "he", "ctx": "A man cracks eggs. he",
+        "endings": ["whisks them [title] fast.", "sleeps.", "flies.", "sings."], "label": "0"}])
     suite = build_local_suite(["boolq", "hellaswag"], str(data_dir), {"boolq": str(boolq), "hellaswag": str(hella)},
                               tmp_path / "work", {})
     assert suite.skipped == {}
     assert [d["label"] for d in docs_of(suite, "boolq", "validation")] == [1, 0]
-    task = to_lm_eval(suite.specs["boolq"])
-    doc = list(task.eval_docs)[0]
-    assert task.doc_to_text(doc) == "The sky is blue.\nQuestion: is the sky blue?\nAnswer:" and task.doc_to_target(doc) == 1
-    task = to_lm_eval(suite.specs["hellaswag"])
-    doc = list(task.eval_docs)[0]  # lm-eval's own process_docs: label prefix, capitalised ctx_b, [title] -> ". "
+    task = loaded(suite, "boolq")
+    doc = task.eval_docs[0]
+    assert task.doc_to_text(doc).startswith("The sky is blue.") and task.doc_to_target(doc) == 1
+    task = loaded(suite, "hellaswag")
+    doc = task.eval_docs[0]  # lm-eval's own process_docs: label prefix, capitalised ctx_b, [title] -> ". "
     assert task.doc_to_text(doc) == "Cooking: A man cracks eggs. He"
     assert task.doc_to_choice(doc) == ["whisks them. fast.", "sleeps.", "flies.", "sings."] and task.doc_to_target(doc) == 0
-    broken = tmp_path / "broken.jsonl"
-    broken.write_text(json.dumps({"ctx_a": "x"}))
+    broken = write_jsonl(tmp_path / "broken.jsonl", [{"ctx_a": "x"}])
     with pytest.raises(ValueError, match="missing fields"):
         build_local_suite(["hellaswag"], None, {"hellaswag": str(broken)}, tmp_path / "work", {})
 
 
 def test_bad_requests_fail_early(data_dir, tmp_path):
     with pytest.raises(ValueError, match="no local definition"):
-        build_local_suite(["arc_easy", "gsm8k"], str(data_dir), {}, tmp_path, {})
+        build_local_suite(["arc_easy", "gsm8k_plus"], str(data_dir), {}, tmp_path, {})
     with pytest.raises(ValueError, match="train split"):  # winogrande has no local train split for examples
         build_local_suite(["winogrande"], str(data_dir), {}, tmp_path, {"winogrande": 2})
     with pytest.raises(ValueError, match="not a directory"):
         build_local_suite(["rte"], str(data_dir / "nope"), {}, tmp_path, {})
+    with pytest.raises(ValueError, match="names splits \\['dev'\\]"):
+        build_local_suite(["rte"], None, {"rte": {"dev": str(data_dir / "glue/RTE/dev.tsv")}}, tmp_path, {})
+    with pytest.raises(ValueError, match="must be a folder"):
+        build_local_suite(["mmlu"], None, {"mmlu": str(data_dir / "mmlu/test/anatomy_test.csv")}, tmp_path, {})
     with pytest.raises(ValueError, match="answer-letter"):
-        write_csv(tmp_path / "bad/test/anatomy_test.csv", [["q", "a", "b", "c", "d", "Z"]])
-        build_local_suite(["mmlu"], None, {"mmlu": str(tmp_path / "bad")}, tmp_path, {})
+        bad = tmp_path / "bad"
+        for subject in mmlu_subjects():
+            write_csv(bad / "test" / f"{subject}_test.csv", [["q", "a", "b", "c", "d", "Z"]])
+        build_local_suite(["mmlu"], None, {"mmlu": str(bad)}, tmp_path, {})
     bad_arc = tmp_path / "arc.csv"
     write_csv(bad_arc, [["only", "three", "columns"]])
     with pytest.raises(ValueError, match="6 columns"):
         read_arc_csv(bad_arc)
     with pytest.raises(ValueError, match="cannot read"):
         read_source(TASKS["rte"], tmp_path / "rte.parquet")
-
-
-# ---- the copied prompts are lm-eval 0.4.13's: every field of the installed YAML, functions by bytecode ----
-STRUCTURAL = {"task", "tag", "dataset_path", "dataset_name", "include"}
-
-
-def same(a, b) -> bool:
-    if callable(a) or callable(b):
-        return callable(a) and callable(b) and a.__name__ == b.__name__ and a.__code__.co_code == b.__code__.co_code
-    return a == b
-
-
-@pytest.mark.parametrize("name", sorted(TASKS))
-def test_templates_equal_the_installed_builtin_yaml(name):
-    spec = TASKS[name]
-    installed = load_yaml(LM_EVAL_TASKS / spec.builtin, resolve_func=True)
-    assert installed["task"] == name
-    fields = (set(installed) | set(spec.template)) - STRUCTURAL
-    differing = [k for k in fields if not same(spec.template.get(k), installed.get(k))]
-    assert differing == []
-    assert spec.eval_split == ("test" if installed.get("test_split") else "validation")
-
-
-def test_mmlu_subjects_categories_and_template_equal_the_installed_yaml():
-    folder = LM_EVAL_TASKS / "mmlu/default"
-    installed = {p.stem.removeprefix("mmlu_"): load_yaml(p, resolve_func=True) for p in folder.glob("mmlu_*.yaml")}
-    ours = {s: c for c, subjects in MMLU_CATEGORIES.items() for s in subjects}
-    assert len(ours) == 57 and set(ours) == set(installed)
-    for subject, cfg in installed.items():
-        assert cfg["tag"] == f"mmlu_{ours[subject]}_tasks" and cfg["task_alias"] == subject
-        assert cfg["description"] == mmlu_description(subject)
-        assert {k: v for k, v in cfg.items() if k not in STRUCTURAL | {"description", "task_alias"}} == MMLU_TEMPLATE
-    for category in MMLU_CATEGORIES:
-        group = load_yaml(folder / f"_mmlu_{category}.yaml", resolve_func=True)
-        assert group["group_alias"] == category.replace("_", " ")
-        assert group["aggregate_metric_list"] == [{"metric": "acc", "weight_by_size": True}]
-    top = load_yaml(folder / "_mmlu.yaml", resolve_func=True)
-    assert top["task"] == [f"mmlu_{c}" for c in MMLU_CATEGORIES] and top["metadata"]["version"] == MMLU_GROUP_VERSION

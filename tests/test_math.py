@@ -1,17 +1,18 @@
-"""task=gsm8k / metamathqa: answer extraction, exact match, the cot prompt, the evaluator, a tiny run."""
+"""task=gsm8k / metamathqa: gold answers, the training template, and the reported numbers: lm-eval's own
+gsm8k / gsm8k_cot (its prompt, exemplars and strict / flexible filters) on the task's GSM8K files."""
 import json
 from decimal import Decimal
 
 import pytest
-import torch
 from conftest import compose_cfg
+from lm_eval.models.huggingface import HFLM
 
 from sparsetune import models
 from sparsetune.run import run
 from sparsetune.tasks.causal_lm import prompt_ids
 from sparsetune.tasks.generate import generate
 from sparsetune.tasks.math import load_gsm8k, load_metamathqa
-from sparsetune.tasks.math_answers import cot_exemplars, cot_prompt, flexible_answer, gold_answer, same_number, strict_answer
+from sparsetune.tasks.math_answers import gold_answer
 from sparsetune.tiny_tokenizer import bytelevel_tokenizer
 
 TEST = [
@@ -28,71 +29,67 @@ def test_gold_answer_is_the_number_after_the_last_hashes():
         gold_answer("The answer is 4")
 
 
-def test_strict_and_flexible_extraction():
-    assert strict_answer("So 21 - 15 = 6. The answer is 42.") == Decimal(42)
-    assert strict_answer("The answer is: 18") == Decimal(18)  # MetaMathQA's wording
-    assert strict_answer("9 * 2 = 18\n#### 1,234") == Decimal(1234)
-    assert strict_answer("I think it is 42") is None
-    assert flexible_answer("I think it is 42") == Decimal(42)
-    assert flexible_answer("First 3 then $1,234.50 in total.") == Decimal("1234.50")
-    assert flexible_answer("no numbers... at all") is None
-    assert same_number(flexible_answer("costs 18.00 dollars"), gold_answer("#### 18"))  # numeric, not string, match
-    assert not same_number(None, Decimal(1))
-
-
-def test_cot_prompt_uses_lm_eval_exemplars():
-    shots = cot_exemplars(5)
-    assert len(shots) == 5 and shots[0]["question"].startswith("There are 15 trees in the grove.")
-    assert shots[0]["target"].endswith("The answer is 6.")
-    two = [{"question": "A?", "target": "B. The answer is 1."}, {"question": "C?", "target": "D. The answer is 2."}]
-    assert cot_prompt("E?", two) == "Q: A?\nA: B. The answer is 1.\n\nQ: C?\nA: D. The answer is 2.\n\nQ: E?\nA:"
-    assert cot_prompt("E?", []) == "Q: E?\nA:"
-    with pytest.raises(ValueError, match="num_fewshot=9"):
-        cot_exemplars(9)
-
-
-class ScriptedLM(torch.nn.Module):
-    """A stand-in model whose generate() appends a fixed continuation chosen by the question in the prompt."""
-
-    def __init__(self, tok, answers: dict):
-        super().__init__()
-        self.weight = torch.nn.Parameter(torch.zeros(1))
-        self.tok, self.answers, self.prompts = tok, answers, []
-
-    def generate(self, input_ids, attention_mask, generation_config, **kw):
-        rows = []
-        for ids, mask in zip(input_ids, attention_mask):
-            assert mask[-1] == 1  # left padding: every prompt ends at the last column
-            prompt = self.tok.decode(ids[mask.bool()])
-            self.prompts.append(prompt)
-            answer = next(a for q, a in self.answers.items() if q in prompt)
-            rows.append(ids.tolist() + self.tok(answer, add_special_tokens=False)["input_ids"])
-        width = max(map(len, rows))
-        return torch.tensor([r + [generation_config.pad_token_id] * (width - len(r)) for r in rows])
-
-
 def write_jsonl(path, rows):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
 
-def test_evaluator_scores_strict_and_flexible_match(tmp_path):
+def scripted_generations(monkeypatch, answers: dict) -> list:
+    """HFLM.generate_until answers each request with a fixed text chosen by the question in its prompt; returns
+    the (prompt, generation settings) pairs lm-eval asked for."""
+    asked = []
+
+    def generate_until(self, requests, disable_tqdm=False):
+        asked.extend(r.args for r in requests)
+        return [next(a for q, a in answers.items() if q in r.args[0].rsplit("Q:", 1)[-1]) for r in requests]
+
+    monkeypatch.setattr(HFLM, "generate_until", generate_until)
+    return asked
+
+
+def test_evaluator_reports_lm_eval_gsm8k_cot_strict_and_flexible(tmp_path, monkeypatch):
     tok = bytelevel_tokenizer()
     test = write_jsonl(tmp_path / "test.jsonl", TEST)
-    cfg = compose_cfg(["task=gsm8k", f"+task.data_files.train={test}", f"+task.data_files.test={test}", "task.max_length=256",
-                       "task.options.eval_prompt=cot", "task.options.num_fewshot=2", "task.options.eval_batch_size=2"])
+    cfg = compose_cfg(["model=tiny-llama", "task=gsm8k", f"+task.data_files.train={test}", f"+task.data_files.test={test}",
+                       "task.max_length=256", "task.options.eval_prompt=cot", "task.options.num_fewshot=2",
+                       "task.options.eval_batch_size=2", f"paths.cache_dir={tmp_path / 'cache'}"])
     data = load_gsm8k(cfg.task, tok, seed=0)
-    model = ScriptedLM(tok, {
-        "Janet": " 9 * 2 = 18. The answer is 18.\n\nQ: a made-up next question with 99",  # cut at "Q:" -> both match
-        "apples": " There are 1,234 apples.",  # no "The answer is": flexible only
+    model, _, _ = models.load(cfg)
+    model.train()
+    asked = scripted_generations(monkeypatch, {
+        "Janet": " 9 * 2 = 18. The answer is 18.",  # both filters find 18
+        "apples": " There are 1,234 apples.",  # no "The answer is N.": flexible only
         "2 + 3": " The answer is 7.",  # wrong
     })
     res = data.extras["evaluators"]["gsm8k"](model, tok, cfg)
     assert res["strict_match"] == pytest.approx(1 / 3) and res["flexible_extract"] == pytest.approx(2 / 3)
-    assert res["num_examples"] == 3 and res["num_fewshot"] == 2 and res["decoding"]["stop"][0] == "Q:"
-    assert res["samples"][0]["output"] == "9 * 2 = 18. The answer is 18." and res["samples"][1]["gold"] == "1234"
-    assert model.prompts[0].startswith("Q: There are 15 trees") and model.prompts[0].endswith(f"Q: {TEST[0]['question']}\nA:")
+    assert res["lm_eval_task"] == "gsm8k_cot" and res["num_examples"] == 3 and res["num_fewshot"] == 2
+    assert res["lm_eval"]["per_task"]["gsm8k_cot"]["task_yaml"] == "lm_eval/tasks/gsm8k/gsm8k-cot.yaml"
+    prompt, gen = asked[0]
+    assert prompt.count("Q: ") == 3 and prompt.endswith(f"Q: {TEST[0]['question']}\nA:")  # lm-eval's first two exemplars
+    assert "Q:" in gen["until"] and gen["do_sample"] is False
     assert model.training  # the evaluator restores the training mode
+
+
+def test_qa_prompt_is_lm_eval_gsm8k_with_examples_from_the_train_file(tmp_path, monkeypatch):
+    tok = bytelevel_tokenizer()
+    test, train = write_jsonl(tmp_path / "test.jsonl", TEST[:2]), write_jsonl(tmp_path / "train.jsonl", TEST[2:])
+    cfg = compose_cfg(["model=tiny-llama", "task=gsm8k", f"+task.data_files.train={train}", f"+task.data_files.test={test}",
+                       "task.max_length=256", "task.options.num_fewshot=1", "task.options.max_new_tokens=7",
+                       f"paths.cache_dir={tmp_path / 'cache'}"])
+    data = load_gsm8k(cfg.task, tok, seed=0)
+    model, _, _ = models.load(cfg)
+    asked = scripted_generations(monkeypatch, {"Janet": " She makes 18.\n#### 18", "apples": " 1234 apples"})
+    res = data.extras["evaluators"]["gsm8k"](model, tok, cfg)
+    assert res["lm_eval_task"] == "gsm8k" and res["strict_match"] == 0.5 and res["flexible_extract"] == 1.0
+    prompt, gen = asked[0]
+    assert TEST[2]["question"] in prompt and TEST[2]["answer"] in prompt  # the one example: the train file's row
+    assert gen["max_gen_toks"] == 7 and res["lm_eval"]["max_gen_toks"] == 7
+    mm_rows = [{"query": r["question"], "response": "The answer is: 1"} for r in TEST]
+    mm = compose_cfg(["task=metamathqa", f"+task.data_files.train={write_jsonl(tmp_path / 'mm.jsonl', mm_rows)}",
+                      f"+task.data_files.test={test}", "task.options.eval_prompt=qa"])
+    with pytest.raises(ValueError, match="no local GSM8K train file"):  # MetaMathQA's train file is not GSM8K's
+        load_metamathqa(mm.task, tok, seed=0)
 
 
 def test_train_examples_use_the_alpaca_template_with_loss_on_the_answer(tmp_path):
@@ -111,7 +108,7 @@ def test_train_examples_use_the_alpaca_template_with_loss_on_the_answer(tmp_path
     mdata = load_metamathqa(mm.task, tok, seed=0)
     assert mdata.info["num_train"] == 2 and mdata.info["train_subset"] == "first" and "gsm8k" in mdata.extras["evaluators"]
     bad = compose_cfg(["task=gsm8k", f"+task.data_files.train={f}", f"+task.data_files.test={f}", "task.options.eval_prompt=cot8"])
-    with pytest.raises(ValueError, match="eval_prompt='cot8'; allowed: train, cot"):
+    with pytest.raises(ValueError, match="eval_prompt='cot8'; allowed: qa, cot"):
         load_gsm8k(bad.task, tok, seed=0)
 
 
@@ -124,15 +121,17 @@ def test_batched_generation_equals_one_by_one():
     assert batched == single and len(batched) == 3
 
 
-def test_tiny_llama_gsm8k_run_records_exact_match(tmp_path):
+def test_tiny_llama_gsm8k_run_records_lm_eval_exact_match(tmp_path):
     f = write_jsonl(tmp_path / "t.jsonl", TEST)
     cfg = compose_cfg(["model=tiny-llama", "method=full", "task=gsm8k", f"+task.data_files.train={f}", f"+task.data_files.test={f}",
                        "task.max_length=160", "task.options.eval_examples=2", "task.options.max_new_tokens=4",
-                       "train.max_steps=2", "train.batch_size=3", "train.eval_strategy=no", "export=false"])
+                       "task.options.num_fewshot=2", "train.max_steps=2", "train.batch_size=3", "train.eval_strategy=no",
+                       "export=false", f"paths.cache_dir={tmp_path / 'cache'}"])
     res = run(cfg, tmp_path / "run")
     g = json.loads((tmp_path / "run" / "results.json").read_text())["metrics"]["gsm8k"]
     assert res["status"] == "completed" and g["num_examples"] == 2 and 0.0 <= g["flexible_extract"] <= 1.0
-    assert g["decoding"]["max_new_tokens"] == 4 and g["prompt"] == "train (alpaca, zero-shot)"
+    assert g["lm_eval_task"] == "gsm8k" and g["num_fewshot"] == 2 and g["lm_eval"]["lm_eval_version"] == "0.4.13"
+    assert g["lm_eval"]["per_task"]["gsm8k"]["data"]["rows"] == {"test": 3, "train": 3}
 
 
 def test_no_local_data_and_no_hub_names_the_local_option(tmp_path):

@@ -1,9 +1,9 @@
 """lm-eval run in-process on the in-memory (trained, merged) model.
 
-Online with no data_dir, tasks are lm-eval's own names through its TaskManager. With eval.data_dir (or
-eval.files), they are the local tasks of `local_tasks` (lm-eval's prompts on converted local files),
-built straight into lm-eval Task / Group objects, so the 25 s index of every built-in task is never paid.
-One `simple_evaluate` call per distinct (num_fewshot, limit), all on one HFLM.
+Online with no data_dir, tasks are lm-eval's own names through its full TaskManager. With eval.data_dir (or
+eval.files), they are the same lm-eval tasks with only their dataset pointed at converted local files
+(`local_tasks`), loaded through a TaskManager that indexes only their folders (the 25 s index of every built-in
+task is never paid). One `simple_evaluate` call per distinct (num_fewshot, limit), all on one HFLM.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from ..hub import hub_reachable
-from .local_tasks import LOCAL_TASK_NAMES, GroupSpec, build_local_suite
+from .local_tasks import LOCAL_TASK_NAMES, TASKS, build_local_suite, lm_eval_tasks_dir
 
 log = logging.getLogger(__name__)
 BOOTSTRAP_ITERS = 100000  # lm-eval's default; `acc` stderr is closed-form, so this costs nothing here
@@ -68,18 +68,16 @@ def make_lm(model, tokenizer, batch_size: int, max_length: int | None):
     return HFLM(pretrained=model, tokenizer=copy.deepcopy(tokenizer), batch_size=batch_size, max_length=max_length)
 
 
-def to_lm_eval(spec):
-    """A local task config or GroupSpec -> lm-eval's ConfigurableTask / Group (children attached)."""
-    from lm_eval.api.group import Group
-    from lm_eval.api.task import ConfigurableTask
-
-    if isinstance(spec, GroupSpec):
-        group = Group.from_config({"group": spec.name, "group_alias": spec.alias, "aggregate_metric_list": spec.aggregate,
-                                   "metadata": {"version": spec.version}})
-        for child in spec.children:
-            group.add(to_lm_eval(child))
-        return group
-    return ConfigurableTask(config=copy.deepcopy(spec))
+def task_yaml(manager, name: str, source: str) -> str | None:
+    """Where lm-eval defines `name`, relative to the installed package (lm_eval/tasks/...); a local task's is the
+    YAML its local copy includes."""
+    if source == "local":
+        return f"lm_eval/tasks/{TASKS[name].builtin}"
+    entry = manager.task_index.get(name)
+    if entry is None or entry.yaml_path is None:
+        return None
+    path, root = Path(entry.yaml_path).resolve(), lm_eval_tasks_dir().resolve()
+    return f"lm_eval/tasks/{path.relative_to(root)}" if path.is_relative_to(root) else str(path)
 
 
 def clean_metrics(entry: dict) -> dict:
@@ -144,7 +142,7 @@ def run_harness(model, tokenizer, ecfg, work_dir: str | Path) -> dict:
     from lm_eval.tasks import TaskManager
 
     tasks = list(ecfg.tasks)
-    fewshot = per_task(ecfg.num_fewshot, tasks, "eval.num_fewshot", 0)
+    fewshot = per_task(ecfg.num_fewshot, tasks, "eval.num_fewshot", None)  # None: the task's own lm-eval default
     limits = per_task(ecfg.limit, tasks, "eval.limit", None, minimum=1)
     source = task_source(ecfg)
     skipped, data = {}, {}
@@ -153,20 +151,23 @@ def run_harness(model, tokenizer, ecfg, work_dir: str | Path) -> dict:
         skipped, data = suite.skipped, suite.data
         for name, reason in skipped.items():
             log.warning("eval: skipping %s: %s", name, reason)
-        runnable, manager = [t for t in tasks if t in suite.specs], TaskManager(include_defaults=False)
+        # by name: this manager indexes the local copies under lm-eval's own task names
+        runnable, manager = [t for t in tasks if t in suite.specs], suite.manager
     else:
         runnable, manager = tasks, TaskManager()
 
     max_length = effective_max_length(model, ecfg.max_length)
     lm = make_lm(model, tokenizer, int(ecfg.batch_size), max_length) if runnable else None
+    max_gen_toks = ecfg.get("max_gen_toks")
+    # lm-eval's --gen_kwargs: merged into generation tasks' generation_kwargs (HFLM's own cap is 256)
+    gen_kwargs = {"max_gen_toks": int(max_gen_toks)} if max_gen_toks is not None else None
     buckets = defaultdict(list)
     for name in runnable:
         buckets[(fewshot[name], limits[name])].append(name)
     metrics, entry_settings, top_level = {}, {}, []
     for (shots, limit), names in buckets.items():
-        specs = [to_lm_eval(suite.specs[n]) for n in names] if source == "local" else names
         out = simple_evaluate(
-            model=lm, tasks=specs, num_fewshot=shots, limit=limit, task_manager=manager, log_samples=True,
+            model=lm, tasks=names, num_fewshot=shots, limit=limit, task_manager=manager, log_samples=True, gen_kwargs=gen_kwargs,
             bootstrap_iters=BOOTSTRAP_ITERS, random_seed=PYTHON_RANDOM_SEED, numpy_random_seed=ecfg.seed,
             torch_random_seed=ecfg.seed, fewshot_random_seed=ecfg.seed,
         )
@@ -175,12 +176,14 @@ def run_harness(model, tokenizer, ecfg, work_dir: str | Path) -> dict:
         top_level += [n for n in out["results"] if n not in children]
         metrics.update(m)
         entry_settings.update(s)
+    for name in runnable:
+        entry_settings.setdefault(name, {})["task_yaml"] = task_yaml(manager, name, source)
     for name, info in data.items():
         entry_settings.setdefault(name, {})["data"] = info
     settings = {
         "lm_eval_version": lm_eval.__version__, "source": source, "tasks": tasks, "num_fewshot": fewshot,
         "limit": limits, "batch_size": int(ecfg.batch_size), "max_length": lm.max_length if lm else max_length,
-        "max_length_cap": ecfg.max_length, "data_dir": ecfg.data_dir,
+        "max_length_cap": ecfg.max_length, "max_gen_toks": max_gen_toks, "data_dir": ecfg.data_dir,
         "seeds": {"random": PYTHON_RANDOM_SEED, "numpy": ecfg.seed, "torch": ecfg.seed, "fewshot": ecfg.seed},
         "bootstrap_iters": BOOTSTRAP_ITERS, "skipped": skipped, "per_task": entry_settings,
     }

@@ -35,12 +35,14 @@ def check_eval_config(cfg) -> None:
                          "(use eval=none to skip evaluation)")
     if len(set(tasks)) != len(tasks):
         raise ValueError(f"eval.tasks lists a task twice: {tasks}")
-    per_task(ecfg.num_fewshot, tasks, "eval.num_fewshot", 0)
+    per_task(ecfg.num_fewshot, tasks, "eval.num_fewshot", None)
     per_task(ecfg.limit, tasks, "eval.limit", None, minimum=1)
     if int(ecfg.batch_size) < 1:
         raise ValueError(f"eval.batch_size must be >= 1, got {ecfg.batch_size}")
     if ecfg.max_length is not None and int(ecfg.max_length) < 2:
         raise ValueError(f"eval.max_length must be >= 2 or null, got {ecfg.max_length}")
+    if ecfg.get("max_gen_toks") is not None and int(ecfg.max_gen_toks) < 1:
+        raise ValueError(f"eval.max_gen_toks must be >= 1 or null, got {ecfg.max_gen_toks}")
     if tasks and task_source(ecfg) == "local":
         unknown = [t for t in tasks if t not in LOCAL_TASK_NAMES]
         if unknown:
@@ -48,11 +50,14 @@ def check_eval_config(cfg) -> None:
                              f"tasks are {LOCAL_TASK_NAMES} (other lm-eval tasks need the hub)")
         if ecfg.data_dir and not Path(ecfg.data_dir).expanduser().is_dir():
             raise ValueError(f"eval.data_dir={ecfg.data_dir} is not a directory")
-        for task, path in (ecfg.files or {}).items():
+        for task, given in (ecfg.files or {}).items():
             if task not in tasks:
                 raise ValueError(f"eval.files.{task} is given but {task} is not in eval.tasks {tasks}")
-            if not Path(path).expanduser().exists():
-                raise ValueError(f"eval.files.{task}={path} does not exist")
+            named = given.items() if hasattr(given, "items") else [(None, given)]
+            for split, path in named:
+                if not Path(str(path)).expanduser().exists():
+                    key = f"eval.files.{task}" + (f".{split}" if split else "")
+                    raise ValueError(f"{key}={path} does not exist")
     ppl = ecfg.perplexity
     if ppl.enabled:
         if int(ppl.seqlen) < 2:

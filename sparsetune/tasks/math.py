@@ -7,12 +7,13 @@ Training sequence: the question in a prompt template + the worked answer + EOS, 
 GSM8K answers keep their "<<48/2=24>>" calculator notes and the final "#### N"; MetaMathQA responses end
 in "The answer is: N".
 
-Evaluation (extras["evaluators"]["gsm8k"]): greedy generation on the first options.eval_examples GSM8K
-test questions, scored by strict and flexible number match (see math_answers.py).
-  - eval_prompt=train: zero-shot, the training template;
-  - eval_prompt=cot: lm-eval gsm8k_cot's few-shot chain-of-thought prompt with options.num_fewshot
-    exemplars (SPEFT reports gsm8k_cot 5-shot).
-The eval loss (data.eval) is on GSM8K test in the training template.
+Evaluation (extras["evaluators"]["gsm8k"], evaluation/gsm8k.py): lm-eval's own GSM8K task on the task's GSM8K
+test file (the hub's without one), on its first options.eval_examples questions; metrics.gsm8k holds lm-eval's
+strict_match and flexible_extract.
+  - eval_prompt=qa: lm-eval gsm8k ("Question: .. Answer:", examples from GSM8K train: task=gsm8k's train file);
+  - eval_prompt=cot: lm-eval gsm8k_cot (chain-of-thought exemplars; SPEFT reports it 5-shot).
+options.num_fewshot null = lm-eval's default (gsm8k 5, gsm8k_cot 8). The eval loss (data.eval) is on GSM8K
+test in the training template.
 
 Sources: task.data_files={train: .., test: ..} (.json/.jsonl/.parquet; GSM8K rows {question, answer},
 MetaMathQA rows {query, response}) or task.data_dir with the file names in LAYOUTS, else the hub (openai/gsm8k
@@ -25,25 +26,21 @@ from functools import partial
 from datasets import Dataset
 
 from ..errors import ConfigError
+from ..evaluation.gsm8k import gsm8k_evaluator, lm_eval_task
 from ..registry import TASK_LOADERS
 from .arrow_cache import cached_map, file_dataset, text_features
 from .base import TaskData
-from .causal_lm import collator_for, first_rows, prompt_ids, subset_train, task_options, tokenize_prompt_target, wants_bos
-from .generate import generate, settings
+from .causal_lm import collator_for, first_rows, subset_train, task_options, tokenize_prompt_target, wants_bos
 from .instruction import alpaca_prompt
 from .lazy_files import lazy_dataset
 from .local_files import hub_splits, local_paths
-from .math_answers import cot_exemplars, cot_prompt, flexible_answer, gold_answer, same_number, strict_answer
 from .math_files import LAYOUTS, TEST_COLUMNS, TRAIN_COLUMNS, check_pairs, check_splits, lazy_split, local_split
 
 GSM8K_HUB = ("openai/gsm8k", "main")
 DEFAULTS = {
-    "train_prompt": "alpaca", "eval_prompt": "train", "num_fewshot": 8, "eval_examples": None, "max_new_tokens": 256,
-    "eval_batch_size": 8, "stop": None, "num_samples": 3, "train_on_inputs": False, "add_bos": "auto", "add_eos": True,
-    "train_subset": "random",
+    "train_prompt": "alpaca", "eval_prompt": "qa", "num_fewshot": None, "eval_examples": None, "max_new_tokens": None,
+    "eval_batch_size": 8, "train_on_inputs": False, "add_bos": "auto", "add_eos": True, "train_subset": "random",
 }
-STOPS = {"alpaca": ["### Instruction:", "</s>", "<|im_end|>"], "qa": ["Question:", "</s>", "<|im_end|>"],
-         "cot": ["Q:", "</s>", "<|im_end|>"]}  # cot = lm-eval gsm8k_cot's `until`
 
 
 def question_prompt(question: str, style: str) -> str:
@@ -85,38 +82,23 @@ def load_splits(task, hubs: dict[str, tuple[str, str | None, str]]) -> tuple[dic
     return out, where
 
 
-def gsm8k_evaluator(rows: list[dict], opts: dict, bos: bool):
-    """extras evaluator: greedy generation + strict / flexible exact match on GSM8K rows."""
-    style = opts["eval_prompt"]
-    if style not in ("train", "cot"):
-        raise ConfigError(f"task.options.eval_prompt={style!r}; allowed: train, cot")
-    shots = cot_exemplars(int(opts["num_fewshot"])) if style == "cot" else []
-    stop = list(opts["stop"]) if opts["stop"] is not None else STOPS["cot" if style == "cot" else opts["train_prompt"]]
-    gen = settings({**opts, "num_beams": 1, "stop": stop})
-    rows = rows[: opts["eval_examples"]] if opts["eval_examples"] else rows
-    golds = [gold_answer(r["answer"]) for r in rows]
-
-    def evaluate(model, tokenizer, cfg) -> dict:
-        texts = [cot_prompt(r["question"], shots) if style == "cot" else question_prompt(r["question"], opts["train_prompt"])
-                 for r in rows]
-        outputs = generate(model, tokenizer, [prompt_ids(tokenizer, t, bos) for t in texts], gen)
-        strict = [same_number(strict_answer(o), g) for o, g in zip(outputs, golds)]
-        flexible = [same_number(flexible_answer(o), g) for o, g in zip(outputs, golds)]
-        return {
-            "strict_match": sum(strict) / len(rows), "flexible_extract": sum(flexible) / len(rows), "num_examples": len(rows),
-            "prompt": style if style == "cot" else f"train ({opts['train_prompt']}, zero-shot)",
-            "num_fewshot": len(shots), "decoding": {**gen, "strategy": "greedy"},
-            "samples": [{"question": r["question"], "output": o, "gold": str(g)}
-                        for r, o, g in list(zip(rows, outputs, golds))[: int(opts["num_samples"])]],
-        }
-
-    return evaluate
+def gsm8k_files(task, opts: dict) -> dict[str, str]:
+    """The local GSM8K files lm-eval's task reads: test, and train when lm-eval gsm8k takes examples from it."""
+    paths = local_paths(task, LAYOUTS[task.loader]) or {}
+    files = {"test": str(paths["test"])} if "test" in paths else {}
+    if not files or lm_eval_task(opts["eval_prompt"]) != "gsm8k" or opts["num_fewshot"] == 0:
+        return files
+    if task.loader != "gsm8k" or "train" not in paths:
+        raise ConfigError(f"task {task.name!r}: eval_prompt=qa is lm-eval gsm8k, whose few-shot examples come from GSM8K "
+                          "train, and this task has no local GSM8K train file; use eval_prompt=cot or num_fewshot=0")
+    return {**files, "train": str(paths["train"])}
 
 
 def build(task, tokenizer, seed: int, train: Dataset, train_cols: tuple[str, str], test: Dataset, source: dict,
           opts: dict) -> TaskData:
     style = opts["train_prompt"]
-    question_prompt("", style)  # validates the style before any tokenization
+    question_prompt("", style)  # validates the styles and the eval files before any tokenization
+    evaluator = gsm8k_evaluator(gsm8k_files(task, opts), opts)
     bos = wants_bos(tokenizer, opts["add_bos"])
     train = subset_train(train, task.max_train_samples, seed, opts["train_subset"])
     test_eval = first_rows(test, task.max_eval_samples)
@@ -131,7 +113,7 @@ def build(task, tokenizer, seed: int, train: Dataset, train_cols: tuple[str, str
               "num_eval": {split: len(eval_ds)}, "max_length": task.max_length, "train_prompt": style,
               "train_on_inputs": bool(opts["train_on_inputs"]), "bos": bos, "eos": bool(opts["add_eos"]),
               "train_subset": opts["train_subset"], "dropped_without_target": {"train": dropped_train, split: dropped_eval}},
-        extras={"evaluators": {"gsm8k": gsm8k_evaluator(test.select_columns(["question", "answer"]).to_list(), opts, bos)}},
+        extras={"evaluators": {"gsm8k": evaluator}},
     )
 
 
