@@ -12,7 +12,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from . import interrupts, run_names  # noqa: F401  (run_names registers ${run_token:} for hydra.run.dir)
+from . import gpu_pinning, interrupts, run_names  # noqa: F401  (run_names registers ${run_token:} for hydra.run.dir)
 from .hub import OfflineError
 from .objective import AUTO, objective_value, worst_for
 from .run_dir import record_bad_input
@@ -120,6 +120,8 @@ def main_entry(cfg: DictConfig) -> float | None:
     main = distributed.is_main()
     distributed.barrier()  # every rank's run-dir check (RunDirCheck) is done before rank 0 writes into it
     try:
+        # a parallel launcher's worker (joblib): one GPU for this process, before CUDA starts in it
+        gpu_pinning.pin_one_gpu(str(cfg.hardware.device), HydraConfig.get().launcher.get("_target_"))
         try:
             preflight(cfg)  # config and local data-file checks, before torch and transformers load (~1 s)
         except ConfigError as e:
@@ -177,6 +179,11 @@ class HeldStderr:
     def __getattr__(self, name):
         return getattr(self.real, name)
 
+    def __reduce__(self):
+        # a parallel launcher (joblib, submitit) ships the task function, and this object with it, to other processes,
+        # where the job has started already: there it holds nothing
+        return (_released_holder, ())
+
     def release(self, one_line: bool = False) -> None:
         if self.released:
             return
@@ -189,7 +196,15 @@ class HeldStderr:
         self.real.flush()
 
 
-PLUGIN_EXTRAS = {"hydra/sweeper/optuna": "optuna"}  # config groups that only exist once an extra is installed
+def _released_holder() -> HeldStderr:
+    held = HeldStderr()
+    held.released = True
+    return held
+
+
+# config groups that only exist once an extra is installed (hydra/launcher=slurm and local_tasks build on submitit's)
+PLUGIN_EXTRAS = {"hydra/sweeper/optuna": "optuna", "hydra/launcher/joblib": "cluster", "hydra/launcher/submitit_slurm": "cluster",
+                 "hydra/launcher/submitit_local": "cluster"}
 
 
 def fold_hydra_error(text: str) -> str:

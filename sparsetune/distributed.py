@@ -20,6 +20,7 @@ import pickle
 import time
 from dataclasses import dataclass
 
+from . import cluster_env
 from .errors import ConfigError
 
 log = logging.getLogger("sparsetune")
@@ -32,7 +33,7 @@ class Launch:
     world_size: int
     rank: int
     local_rank: int
-    launcher: str  # torchrun | accelerate | env (another launcher's WORLD_SIZE / RANK) | single
+    launcher: str  # torchrun | accelerate | slurm | submitit_local | env (another launcher's WORLD_SIZE / RANK) | single
 
     @property
     def distributed(self) -> bool:
@@ -52,11 +53,14 @@ def _env_int(name: str, default: int) -> int:
 
 def launch() -> Launch:
     env = os.environ
+    cluster_env.apply(env)  # the tasks of a SLURM / submitit job: their variables as torch.distributed's
     world_size = _env_int("WORLD_SIZE", 1)
     if "ACCELERATE_DYNAMO_BACKEND" in env or "ACCELERATE_MIXED_PRECISION" in env:  # set by every `accelerate launch`
         launcher = "accelerate"
     elif "TORCHELASTIC_RUN_ID" in env:
         launcher = "torchrun"
+    elif env.get(cluster_env.LAUNCHER_KEY):
+        launcher = env[cluster_env.LAUNCHER_KEY]
     else:
         launcher = "env" if world_size > 1 else "single"
     return Launch(world_size, _env_int("RANK", 0), _env_int("LOCAL_RANK", 0), launcher)
@@ -66,13 +70,21 @@ def is_main() -> bool:
     return launch().main
 
 
+# what the launcher set, read before any Trainer runs here: accelerate sets ACCELERATE_USE_FSDP itself for a
+# hardware.fsdp run, which must not refuse the next job of a multirun
+_LAUNCHED_WITH_FSDP = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+
+
 def check_supported() -> None:
-    """Only DDP: FSDP and DeepSpeed shard the model, which merge, export and the masks do not handle yet."""
+    """DDP, or FSDP through the config (hardware=gpu-fsdp: fsdp_config.py), not through accelerate's launcher config,
+    which would bypass the method checks and the gathering of full tensors; DeepSpeed is not supported."""
     env = os.environ
-    for var, what in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")):
-        if env.get(var, "false").lower() == "true":
-            raise ConfigError(f"{what} is not supported: launch data-parallel (DDP) runs with `torchrun --nproc_per_node=N "
-                              "train.py ...` or `accelerate launch --multi_gpu ...` without FSDP / DeepSpeed")
+    if _LAUNCHED_WITH_FSDP:
+        raise ConfigError("FSDP from accelerate's launcher config is not used here: launch `torchrun --nproc_per_node=N "
+                          "train.py hardware=gpu-fsdp ...` (or `accelerate launch --multi_gpu ... hardware=gpu-fsdp`)")
+    if env.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+        raise ConfigError("DeepSpeed is not supported: shard with FSDP instead (`torchrun --nproc_per_node=N train.py "
+                          "hardware=gpu-fsdp ...`), or launch data-parallel (DDP) runs without DeepSpeed")
 
 
 def init() -> Launch:

@@ -35,6 +35,24 @@ def _is_finite_number(value) -> bool:
     return math.isfinite(value)
 
 
+def finite_gradients(grads: list[torch.Tensor]) -> bool:
+    """Whether every gradient is finite. Under FSDP each rank holds a shard of each gradient (its own may be empty):
+    every rank checks its shards and all take the same answer, so all stop or none."""
+    from torch.distributed.tensor import DTensor
+
+    sharded = any(isinstance(g, DTensor) for g in grads)
+    local = [g.to_local() if isinstance(g, DTensor) else g for g in grads]
+    local = [g for g in local if g.numel()]
+    finite = not local or bool(torch.isfinite(torch.nn.utils.get_total_norm(local, norm_type=float("inf"))))
+    if sharded:
+        import torch.distributed as dist
+
+        flag = torch.tensor([int(finite)])  # a CPU tensor: the process group's gloo side
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+        finite = bool(flag.item())
+    return finite
+
+
 def check_finite_model(model: torch.nn.Module, step: int | None = None, trainable_only: bool = False) -> None:
     """Raise Diverged naming the first parameter holding NaN/inf (one host sync per device)."""
     named = [(n, p) for n, p in model.named_parameters()
@@ -105,7 +123,7 @@ class DivergenceGuard(TrainerCallback):
             return
         # a SPEFT layer can hold no selected entry (global ranking): its empty gradient has no norm to take
         grads = [p.grad for p in model.parameters() if p.grad is not None and p.grad.numel()]
-        if grads and not bool(torch.isfinite(torch.nn.utils.get_total_norm(grads, norm_type=float("inf")))):
+        if grads and not finite_gradients(grads):
             self._stop("non-finite gradients", state.global_step + 1)
 
     def on_log(self, args, state, control, logs=None, model=None, **kw):

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 from transformers import set_seed
 
-from . import distributed, interrupts, models, records, validate
+from . import distributed, fsdp_config, interrupts, models, records, validate
 from . import run_dir as run_dirs
 from .checkpoints import STAGING, CheckpointingTrainer, last_complete_checkpoint, read_method_state, resume_checkpoint
 from .compressed_export import export_compressed
@@ -124,6 +124,8 @@ def _record_ending(result: dict, e: BaseException, storage: Exception | None, ru
     result.update(ended=_now(), phase=progress.phase, last_step=progress.step, last_checkpoint=str(ckpt) if ckpt else None)
     if isinstance(e, KeyboardInterrupt):
         result.update(status="interrupted", interrupted_by=interrupts.signal_name(e))
+    elif isinstance(e, SystemExit):  # e.g. submitit's exit after requeueing a job at its time limit
+        result.update(status="interrupted", interrupted_by=f"exit({e.code})")
     elif isinstance(e, Diverged):
         result.update(status="diverged", diverged_at_step=e.step, error=diverged_message(e))
         shutil.rmtree(run_dir / "model", ignore_errors=True)  # a diverged run exports nothing
@@ -191,14 +193,22 @@ def train_and_export(cfg: DictConfig, method, run_dir: Path, extra_callbacks: li
         method.restore_checkpoint_state(read_method_state(resume_from) or {})
     timing = TimingCallback()
     method_callbacks = method.callbacks()
+    sharded = fsdp_config.enabled(cfg)  # FSDP: the methods' callbacks see full tensors, the end of training a plain model
+    fsdp_wrap = None
+    if sharded:
+        from .fsdp_params import PlainAtTrainEnd, block_classes, gathering
+
+        method_callbacks = [PlainAtTrainEnd(device), *gathering(method_callbacks, method, device)]
+        fsdp_wrap = block_classes(model)
     # the history adds the sparsity to each log before the trackers see it; both before DivergenceGuard, so a
     # non-finite loss is recorded before it stops the run
     history = TrainingHistory(run_dir / HISTORY_FILE, method, resuming=bool(resume_from))
     callbacks = [*method_callbacks, timing, progress, history, *tracker_callbacks(cfg, run_dir), DivergenceGuard(),
-                 *extra_callbacks] + ([FreshStorageOnResume()] if resume_from else [])
+                 *extra_callbacks] + ([FreshStorageOnResume()] if resume_from and not sharded else [])  # FSDP owns its storage
     first_eval = next(iter(data.eval.values()))
     trainer = CheckpointingTrainer(
-        model=model, args=training_args(cfg, str(ckpt_dir), steps, list(data.eval)), train_dataset=data.train, eval_dataset=data.eval,
+        model=model, args=training_args(cfg, str(ckpt_dir), steps, list(data.eval), fsdp_wrap),
+        train_dataset=data.train, eval_dataset=data.eval,
         data_collator=data.collator, processing_class=tok, compute_metrics=data.compute_metrics,
         callbacks=callbacks, param_groups=method.optimizer_groups(model), method_state=method.checkpoint_state,
         best_eligible=method.in_final_phase if cfg.train.select == "best" else None,
@@ -234,7 +244,7 @@ def train_and_export(cfg: DictConfig, method, run_dir: Path, extra_callbacks: li
             return out
 
         export = distributed.on_main(export_all)
-    launch = {**records.launch_record(int(cfg.train.batch_size), int(cfg.train.grad_accum)), **ranks}
+    launch = {**records.launch_record(int(cfg.train.batch_size), int(cfg.train.grad_accum)), **fsdp_config.record(cfg), **ranks}
     return {
         "launch": launch, "metrics": metrics, "params": params, "sparsity": sparsity, "method": method.record(), "export": export,
         "model": model_info, "data": {**data.info, "seed": cfg.seed},

@@ -40,6 +40,8 @@ class HardwareConfig:
     num_threads: int | None = 1
     dataloader_workers: int = 0
     gradient_checkpointing: bool = False
+    fsdp: str | None = None  # null = DDP when launched as several processes | full_shard (FSDP2 through the Trainer)
+    fsdp_cpu_offload: bool = False  # FSDP: sharded parameters, gradients and optimizer state live in CPU memory
 
 
 @dataclass

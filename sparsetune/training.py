@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import time
 
 import torch
@@ -12,6 +13,7 @@ from transformers.loss.loss_utils import LOSS_MAPPING, ForCausalLMLoss
 from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_utils import unwrap_peft_model
 
+from . import fsdp_config
 from .distributed import average_ignored_gradients, ddp_manages_nothing
 from .divergence import Diverged
 from .train_logging import BarOnlyProgress, LogLines
@@ -27,8 +29,12 @@ def total_steps(cfg: DictConfig, num_train: int, world_size: int = 1) -> int:
     return int(per_epoch * t.epochs)
 
 
-def training_args(cfg: DictConfig, output_dir: str, steps: int, eval_splits: list[str] = ("validation",)) -> TrainingArguments:
+def training_args(cfg: DictConfig, output_dir: str, steps: int, eval_splits: list[str] = ("validation",),
+                  fsdp_wrap: list[str] | None = None) -> TrainingArguments:
+    """`fsdp_wrap`: under hardware.fsdp, the block classes that become FSDP units (fsdp_params.block_classes)."""
     t, hw = cfg.train, cfg.hardware
+    if not fsdp_config.enabled(cfg):  # accelerate's flag, left by an earlier FSDP job of this multirun, would shard this one
+        os.environ.pop("ACCELERATE_USE_FSDP", None)
     precision = hw.precision if hw.device != "cpu" else "fp32"
     return TrainingArguments(
         **selection_args(cfg, list(eval_splits)),
@@ -57,6 +63,7 @@ def training_args(cfg: DictConfig, output_dir: str, steps: int, eval_splits: lis
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         **({"gradient_checkpointing": True} if hw.gradient_checkpointing else {}),
+        **fsdp_config.trainer_args(cfg, fsdp_wrap),  # hardware.fsdp: FSDP2 through accelerate
         dataloader_num_workers=hw.dataloader_workers,
         report_to="none",  # logger=: run() adds the trackers itself (trackers.py), after the history callback
         run_name=f"{cfg.method.name}-{cfg.task.name}-{cfg.model.name}-s{cfg.seed}",

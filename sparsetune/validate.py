@@ -12,6 +12,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, open_dict
 
+from . import fsdp_config
+from .distributed import launch
 from .errors import ConfigError
 from .evaluation.schema import EvalConfig
 from .method_schemas import METHOD_SCHEMAS
@@ -144,10 +146,11 @@ def _schedule_errors(cfg: DictConfig) -> list[str]:
 
 def _hardware_errors(cfg: DictConfig) -> list[str]:
     hw = cfg.hardware
+    errors = fsdp_config.errors(cfg, launch().world_size)
     if hw.device == "cpu" and hw.precision != "fp32":
-        return [f"hardware.precision={hw.precision} needs hardware.device=cuda: CPU runs train in fp32 here "
-                "(use hardware.precision=fp32, or hardware=gpu on a GPU machine)"]
-    return []
+        errors.append(f"hardware.precision={hw.precision} needs hardware.device=cuda: CPU runs train in fp32 here "
+                      "(use hardware.precision=fp32, or hardware=gpu on a GPU machine)")
+    return errors
 
 
 def check(cfg: DictConfig) -> None:

@@ -51,6 +51,16 @@ def inline_commands(text: str) -> list[str]:
     return [s for s in spans if "train.py" in s and "..." not in s]
 
 
+def has_cluster_launchers() -> bool:
+    """Whether the optional extra (pip install ".[cluster]": Hydra's submitit and joblib launchers) is installed."""
+    import importlib.util
+
+    try:
+        return all(importlib.util.find_spec(f"hydra_plugins.{p}") for p in ("hydra_submitit_launcher", "hydra_joblib_launcher"))
+    except ModuleNotFoundError:
+        return False
+
+
 COMMANDS = bash_commands(README) + inline_commands(README)
 MAKE_COMMANDS = [c for c in COMMANDS if shlex.split(c)[0] == "make"]
 TRAIN_COMMANDS = [c for c in COMMANDS if c not in MAKE_COMMANDS and any(w.endswith("train.py") for w in shlex.split(c))]
@@ -134,6 +144,11 @@ def test_readme_train_command_runs(command, tiny_glue, tmp_path):
         # the optional extra is not installed: the command must say how to get it, in one line
         proc = subprocess.run([sys.executable, "train.py", *argv], cwd=ROOT, env=OFFLINE_ENV, capture_output=True, text=True)
         assert proc.returncode == 2 and 'pip install ".[optuna]"' in proc.stderr.strip().splitlines()[-1], proc.stderr
+        return
+    if any(a.startswith("hydra/launcher=") for a in argv) and not has_cluster_launchers():
+        # the launchers' extra is not installed: the command must say how to get it, in one line
+        proc = subprocess.run([sys.executable, "train.py", *argv], cwd=ROOT, env=OFFLINE_ENV, capture_output=True, text=True)
+        assert proc.returncode == 2 and 'pip install ".[cluster]"' in proc.stderr.strip().splitlines()[-1], proc.stderr
         return
     expected_jobs = jobs(overrides)
     cfgs = composed(expected_jobs[:1])  # the config of the first job: task kind, hardware, dry run

@@ -24,7 +24,7 @@ def test_every_registered_method_has_a_schema_and_every_schema_a_method():
 
 @pytest.mark.parametrize("overrides,message", [
     (["+method.sparsty=0.5"], r"method.sparsty is not a config key \(did you mean method.sparsity\?"),
-    (["+hardware.fsdp=full_shard"], "hardware.fsdp is not a config key"),
+    (["+hardware.fsdp=full_shard"], "hardware.fsdp=full_shard needs hardware.device=cuda"),  # a key since FSDP is a profile
     (["+train.epoch=2"], "did you mean train.epochs"),
     (["+foo=1"], "foo is not a config key"),
     (["+eval.perplexity.chunks=3"], "eval.perplexity.chunks is not a config key"),

@@ -1,0 +1,1 @@
+"""sparsetune's Hydra launchers (Hydra instantiates launchers from the hydra_plugins package only)."""
