@@ -26,6 +26,14 @@ candidate layers next to the dense model (a transient peak of dense + sparse wei
 
 The last line is `decode sparse/dense tokens_per_s ratio: X.XX` for the largest sparsity run (n/a when no
 causal LM ran).
+
+--device cuda (a GPU machine; never in CI): the same workloads and lines for 2:4 models on an NVIDIA GPU of compute
+capability 8.0+, dense vs `sparsetune.semi_structured.semi_structured_linears` (torch.sparse.to_sparse_semi_structured
+on every 2:4 nn.Linear whose shape suits the kernel), both in --dtype fp16|bf16. --make defaults to 2:4 there and
+takes only N:4 patterns with N <= 2; --dir must hold a 2:4 model. Times wait for the GPU (torch.cuda.synchronize);
+memory is the tensors' bytes (packed values + metadata for 2:4 weights) and the workload's peak CUDA allocation
+increment. The prefill logits must match within 2e-2 x max|dense logit| (half precision); greedy tokens are compared
+and reported, but in fp16/bf16 a near-tie may flip one, so a difference there is not a failure.
 """
 from __future__ import annotations
 
@@ -50,6 +58,8 @@ PROMPT = ("The history of the city begins with a small settlement on the river, 
           "market town with a stone bridge, a church and a council of merchants who kept careful records of every "
           "sale. Those records, preserved in the town archive, describe")
 TOLERANCE = 1e-4  # relative to the largest |logit| of the dense model
+HALF_TOLERANCE = 2e-2  # the same on CUDA in fp16/bf16: 30 blocks of half-precision sums in another order
+DTYPES = {"fp16": "float16", "bf16": "bfloat16"}
 
 
 def status_mb(field: str) -> float:
@@ -79,8 +89,15 @@ def trim_heap() -> None:
 
 
 def tensor_mb(model) -> float:
+    import torch
+
     seen, total = set(), 0
     for t in [*model.parameters(), *model.buffers()]:
+        if isinstance(t, torch.sparse.SparseSemiStructuredTensor):  # a wrapper: count its packed inner tensors
+            for name in t.__tensor_flatten__()[0]:
+                inner = getattr(t, name)
+                total += inner.numel() * inner.element_size()
+            continue
         if t.data_ptr() not in seen:
             seen.add(t.data_ptr())
             total += t.numel() * t.element_size()
@@ -144,6 +161,10 @@ def model_kind(model_dir: Path) -> str:
 # ---- workloads: each returns (wall seconds, CPU seconds of all threads, outputs to compare) ----
 
 def clocks() -> tuple[float, float]:
+    import torch
+
+    if torch.cuda.is_initialized():  # GPU work is asynchronous: wait for it before reading the clock
+        torch.cuda.synchronize()
     return time.perf_counter(), time.process_time()
 
 
@@ -179,20 +200,30 @@ def greedy_decode(model, ids, new_tokens: int):
     return (*since(start), torch.cat(tokens, dim=1))
 
 
-def measure(fn, variants: dict, repeats: int, can_reset: bool, warmup=None) -> dict:
+def measure(fn, variants: dict, repeats: int, can_reset: bool, warmup=None, device: str = "cpu") -> dict:
     """Run fn(model) per variant, interleaved, after one warm-up round: median wall and CPU seconds, peak RSS
-    increment. CPU time leaves out the time other processes hold the core (with one thread, the steadier ratio)."""
+    increment (on CUDA: peak allocated GPU memory increment). CPU time leaves out the time other processes hold
+    the core (with one thread, the steadier ratio)."""
+    import torch
+
     res = {k: {"times": [], "cpu": [], "peak_mb": 0.0, "out": None} for k in variants}
-    for model in variants.values():  # warm-up: page faults, MKL set-up, allocator
+    for model in variants.values():  # warm-up: page faults, MKL / cuSPARSELt set-up, allocator
         (warmup or fn)(model)
     for _ in range(repeats):
         for key, model in variants.items():
             gc.collect()
-            trim_heap()
-            can_reset = reset_peak_rss() and can_reset
-            before = status_mb("VmRSS")
-            seconds, cpu, out = fn(model)
-            peak = status_mb("VmHWM") - before if can_reset else float("nan")
+            if device == "cuda":
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+                before = torch.cuda.memory_allocated() / 2**20
+                seconds, cpu, out = fn(model)
+                peak = torch.cuda.max_memory_allocated() / 2**20 - before
+            else:
+                trim_heap()
+                can_reset = reset_peak_rss() and can_reset
+                before = status_mb("VmRSS")
+                seconds, cpu, out = fn(model)
+                peak = status_mb("VmHWM") - before if can_reset else float("nan")
             res[key]["times"].append(seconds)
             res[key]["cpu"].append(cpu)
             res[key]["peak_mb"] = max(res[key]["peak_mb"], peak)
@@ -203,10 +234,36 @@ def measure(fn, variants: dict, repeats: int, can_reset: bool, warmup=None) -> d
     return res
 
 
-def logits_check(ref, got) -> dict:
+def logits_check(ref, got, relative: float = TOLERANCE) -> dict:
+    ref, got = ref.float(), got.float()
     diff = float((ref - got).abs().max())
-    tol = TOLERANCE * float(ref.abs().max()) + 1e-6
+    tol = relative * float(ref.abs().max()) + 1e-6
     return {"max_abs_diff": diff, "tol": tol, "ok": diff <= tol}
+
+
+def nm_fits_2of4(nm: tuple[int, int] | None) -> bool:
+    """N:4 with N <= 2 is also 2:4 sparse (at most 2 nonzeros per group of 4), which the GPU kernels take."""
+    return nm is not None and nm[1] == 4 and nm[0] <= 2
+
+
+def reason_kind(reason: str) -> str:
+    """The kind of a keep-dense reason, without its per-layer figures."""
+    return reason.split(" (")[0].split(": ")[0]
+
+
+class Not2of4Error(ValueError):
+    """--device cuda was given a model in which no linear layer can run 2:4 sparse."""
+
+
+def convert_for_gpu(model, label: str):
+    """semi_structured_linears on a CUDA model; Not2of4Error when no layer can be 2:4 (saying why)."""
+    from sparsetune.semi_structured import plan_semi_structured, semi_structured_linears
+
+    if not any(d.layout for d in plan_semi_structured(model)):
+        reasons = sorted({reason_kind(d.reason) for d in plan_semi_structured(model)})
+        raise Not2of4Error(f"{label}: no linear layer can run 2:4 sparse ({'; '.join(reasons)}); --device cuda needs a "
+                         "2:4-pruned model (e.g. --make 2:4, or a run with method.pattern=2:4)")
+    return semi_structured_linears(model)
 
 
 def bench_one(label: str, model_dir: Path, args) -> dict:
@@ -221,28 +278,34 @@ def bench_one(label: str, model_dir: Path, args) -> dict:
 
     kind = model_kind(model_dir)
     cls = AutoModelForCausalLM if kind == "causal_lm" else AutoModelForSequenceClassification
-    dense = cls.from_pretrained(model_dir, dtype=torch.float32).eval()
+    device = args.device
+    dtype = torch.float32 if device == "cpu" else getattr(torch, DTYPES[args.dtype])
+    dense = cls.from_pretrained(model_dir, dtype=dtype).to(device).eval()
     tok = AutoTokenizer.from_pretrained(model_dir)
     if kind == "causal_lm":
         ids = tok(PROMPT, return_tensors="pt").input_ids
-        ids = ids.repeat(1, -(-args.prompt // ids.shape[1]))[:, : args.prompt]
+        ids = ids.repeat(1, -(-args.prompt // ids.shape[1]))[:, : args.prompt].to(device)
         workload = [args.prompt] + [1] * args.new_tokens
     else:
         g = torch.Generator().manual_seed(0)
-        ids = torch.randint(1000, tok.vocab_size, (args.batch, args.seq), generator=g)
+        ids = torch.randint(1000, tok.vocab_size, (args.batch, args.seq), generator=g).to(device)
         inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
         workload = args.batch * args.seq
     sparse = copy.deepcopy(dense)
     t0 = time.perf_counter()
     with torch.no_grad():
-        report = sparsify_linears(sparse, min_sparsity=args.min_sparsity, layout=args.layout, tokens=workload)
+        if device == "cuda":
+            report = convert_for_gpu(sparse, label)
+        else:
+            report = sparsify_linears(sparse, min_sparsity=args.min_sparsity, layout=args.layout, tokens=workload)
     convert_s = time.perf_counter() - t0
     if args.verbose:
         print(report)
     layouts = sorted({d.layout for d in report.converted})
     row = {"label": label, "dir": str(model_dir), "kind": kind, "threads": torch.get_num_threads(),
+           "device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "dtype": str(dtype),
            "converted": len(report.converted), "considered": len(report.decisions), "layouts": layouts,
-           "kept_dense_reasons": sorted({d.reason.split(" (")[0] for d in report.kept_dense}),
+           "kept_dense_reasons": sorted({reason_kind(d.reason) for d in report.kept_dense}),
            "convert_s": convert_s, "weights_mb": {"dense": tensor_mb(dense), "sparse": tensor_mb(sparse)},
            "workloads": {}}
     variants = {"dense": dense, "sparse": sparse}
@@ -255,13 +318,14 @@ def bench_one(label: str, model_dir: Path, args) -> dict:
         else:
             jobs = {"classify": (lambda m: classify(m, inputs), args.batch * args.seq, None)}
         for name, (fn, n_tokens, warmup) in jobs.items():
-            res = measure(fn, variants, args.repeats, can_reset, warmup)
+            res = measure(fn, variants, args.repeats, can_reset, warmup, device)
             ref, got = res["dense"]["out"], res["sparse"]["out"]
             if name == "decode":
                 same = bool(torch.equal(ref, got))
-                check = {"same_tokens": same, "ok": same, "tokens": int(got.numel())}
+                # half precision on the GPU: a near-tie may flip one greedy token; the prefill logits are the check
+                check = {"same_tokens": same, "ok": same or device == "cuda", "tokens": int(got.numel())}
             else:
-                check = logits_check(ref, got)
+                check = logits_check(ref, got, TOLERANCE if device == "cpu" else HALF_TOLERANCE)
             row["workloads"][name] = {
                 "tokens": n_tokens, "check": check,
                 "tokens_per_s": {k: n_tokens / res[k]["seconds"] for k in variants},
@@ -274,7 +338,8 @@ def bench_one(label: str, model_dir: Path, args) -> dict:
 
 def print_row(row: dict) -> None:
     w = row["weights_mb"]
-    print(f"\n== {row['label']}: {row['converted']}/{row['considered']} linear layers sparse "
+    gpu = row.get("device", "cpu") != "cpu"
+    print(f"\n== {row['label']}{' on ' + row['device'] if gpu else ''}: {row['converted']}/{row['considered']} linear layers sparse "
           f"({', '.join(row['layouts']) or 'none'}; converted in {row['convert_s']:.1f} s); kept dense because: "
           f"{'; '.join(row['kept_dense_reasons']) or '-'}")
     print(f"   weights {w['dense']:.1f} -> {w['sparse']:.1f} MB ({w['sparse'] / w['dense']:.2f}x)")
@@ -286,8 +351,8 @@ def print_row(row: dict) -> None:
         check = (f"same {c['tokens']} greedy tokens: {'yes' if c['same_tokens'] else 'NO'}" if "same_tokens" in c else
                  f"logits max|diff| {c['max_abs_diff']:.1e} (tol {c['tol']:.1e}) {'ok' if c['ok'] else 'MISMATCH'}")
         print(f"   {name:<8} {wl['tokens']:>5} tok  dense {tps['dense']:8.1f} tok/s  sparse {tps['sparse']:8.1f} tok/s  "
-              f"speed {tps['sparse'] / tps['dense']:.2f}x (CPU time {cpu_ratio:.2f}x)  "
-              f"peak RSS increment {peak['dense']:.0f}/{peak['sparse']:.0f} MB  "
+              f"speed {tps['sparse'] / tps['dense']:.2f}x{'' if gpu else f' (CPU time {cpu_ratio:.2f}x)'}  "
+              f"peak {'CUDA' if gpu else 'RSS'} increment {peak['dense']:.0f}/{peak['sparse']:.0f} MB  "
               f"peak memory {total['sparse'] / total['dense']:.2f}x  {check}")
 
 
@@ -306,7 +371,10 @@ def main(argv=None) -> int:
     p.add_argument("--seq", type=int, default=128, help="classification sequence length")
     p.add_argument("--repeats", type=int, default=3, help="timed rounds per workload (median)")
     p.add_argument("--min-sparsity", type=float, default=0.5)
-    p.add_argument("--layout", default="auto", help="sparsify_linears layout: auto, csr, bsr")
+    p.add_argument("--layout", default="auto", help="sparsify_linears layout: auto, csr, bsr (CPU)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="cuda: dense vs 2:4 semi-structured sparse on an NVIDIA GPU (2:4 models only)")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default="fp16", help="weights and activations on --device cuda")
     p.add_argument("--json", type=Path, help="write all figures here")
     p.add_argument("-v", "--verbose", action="store_true", help="print the per-module sparsify report")
     args = p.parse_args(argv)
@@ -321,18 +389,34 @@ def main(argv=None) -> int:
 
     if args.layout not in LAYOUTS:
         p.error(f"--layout {args.layout!r} is not valid; valid: {', '.join(LAYOUTS)}")
+    if args.device == "cuda":
+        not_24 = [pat[0] for pat in args.make or [] if not nm_fits_2of4(pat[2])]
+        if not_24:
+            p.error(f"--device cuda benchmarks 2:4 models (torch semi-structured sparsity); --make {' '.join(not_24)} "
+                    "is not 2:4: use --make 2:4 (or 1:4)")
+        from sparsetune.semi_structured import cuda_problem
+
+        problem = cuda_problem()
+        if problem:
+            p.error(f"--device cuda: {problem}")
     os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1", WANDB_MODE="disabled")
     import torch
 
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} thread(s), {os.cpu_count()} CPUs", flush=True)
+    where = f"{torch.cuda.get_device_name()}, {args.dtype}" if args.device == "cuda" else f"{os.cpu_count()} CPUs"
+    print(f"torch {torch.__version__}, {args.threads} thread(s), {where}", flush=True)
     rows = []
     if args.dir is not None:
-        rows.append(bench_one(str(args.dir), args.dir, args))
+        try:
+            rows.append(bench_one(str(args.dir), args.dir, args))
+        except Not2of4Error as e:
+            print(f"bench_inference: {e}", file=sys.stderr)
+            return 2
         rows[-1]["sparsity"] = None
         print_row(rows[-1])
     else:
-        patterns = args.make or [parse_pattern(x) for x in ("0.5", "0.9", "2:4")]
+        default = ("2:4",) if args.device == "cuda" else ("0.5", "0.9", "2:4")
+        patterns = args.make or [parse_pattern(x) for x in default]
         with tempfile.TemporaryDirectory(prefix="bench_inference_") as tmp:
             base = args.out or Path(tmp)
             for name in args.model:
