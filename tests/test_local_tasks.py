@@ -93,6 +93,34 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+HUMANEVAL = [  # (task_id, prompt, right body, wrong body, test, entry point)
+    ("Toy/0", "def add(a, b):\n    \"\"\"Sum of a and b.\"\"\"\n", "    return a + b\n", "    return a * b\n",
+     "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(0, 0) == 0\n", "add"),
+    ("Toy/1", "def is_even(n):\n", "    return n % 2 == 0\n", "    return n % 2\n",
+     "def check(candidate):\n    assert candidate(4) is True\n    assert candidate(3) is False\n", "is_even"),
+    ("Toy/2", "def first(xs):\n", "    return xs[0]\n", "    return xs[-1]\n",
+     "def check(candidate):\n    assert candidate([7, 8, 9]) == 7\n", "first"),
+]
+MBPP = [  # (task_id, text, right code, wrong code, tests)
+    (11, "Write a function to double a number.", "def double(x):\n    return 2 * x", "def double(x):\n    return x",
+     ["assert double(2) == 4", "assert double(0) == 0", "assert double(-1) == -2"]),
+    (12, "Write a function to reverse a string.", "def rev(s):\n    return s[::-1]", "def rev(s):\n    return s",
+     ["assert rev('ab') == 'ba'", "assert rev('') == ''", "assert rev('abc') == 'cba'"]),
+]
+
+
+def write_code_data(root: Path) -> Path:
+    """HumanEval's file with the right bodies as canonical solutions; the original mbpp.jsonl (every split:
+    task 601 is from the train split and must be dropped)."""
+    write_jsonl(root / "humaneval" / "HumanEval.jsonl",
+                [{"task_id": t, "prompt": p, "canonical_solution": right, "test": test, "entry_point": e}
+                 for t, p, right, _, test, e in HUMANEVAL])
+    write_jsonl(root / "mbpp" / "mbpp.jsonl",
+                [{"task_id": t, "text": text, "code": right, "test_list": tests, "test_setup_code": "", "challenge_test_list": []}
+                 for t, text, right, _, tests in [*MBPP, (601, "Train-split task.", "x = 1", "", ["assert True"] * 3)]])
+    return root
+
+
 def write_data_dir(root: Path) -> Path:
     """A miniature ../shared/data: the same layout and formats, a handful of rows each."""
     cs = root / "commonsense"
@@ -121,7 +149,7 @@ def write_data_dir(root: Path) -> Path:
             write_csv(root / "mmlu" / split / f"{subject}_{split}.csv", mmlu_rows(subject, split))
     write_jsonl(root / "gsm8k/test.jsonl", GSM8K)
     write_jsonl(root / "gsm8k/train.jsonl", list(reversed(GSM8K)))
-    return root
+    return write_code_data(root)
 
 
 @pytest.fixture(scope="module")

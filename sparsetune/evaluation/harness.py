@@ -13,6 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from ..hub import hub_reachable
+from .code_tasks import prepare_code_tasks
 from .local_tasks import LOCAL_TASK_NAMES, TASKS, build_local_suite, lm_eval_tasks_dir
 
 log = logging.getLogger(__name__)
@@ -156,6 +157,7 @@ def run_harness(model, tokenizer, ecfg, work_dir: str | Path) -> dict:
     else:
         runnable, manager = tasks, TaskManager()
 
+    code_execution = prepare_code_tasks(runnable)  # eval.allow_code_execution was checked before training
     max_length = effective_max_length(model, ecfg.max_length)
     lm = make_lm(model, tokenizer, int(ecfg.batch_size), max_length) if runnable else None
     max_gen_toks = ecfg.get("max_gen_toks")
@@ -169,7 +171,7 @@ def run_harness(model, tokenizer, ecfg, work_dir: str | Path) -> dict:
         out = simple_evaluate(
             model=lm, tasks=names, num_fewshot=shots, limit=limit, task_manager=manager, log_samples=True, gen_kwargs=gen_kwargs,
             bootstrap_iters=BOOTSTRAP_ITERS, random_seed=PYTHON_RANDOM_SEED, numpy_random_seed=ecfg.seed,
-            torch_random_seed=ecfg.seed, fewshot_random_seed=ecfg.seed,
+            torch_random_seed=ecfg.seed, fewshot_random_seed=ecfg.seed, confirm_run_unsafe_code=bool(code_execution),
         )
         m, s = collect(out)
         children = {c for sub in out.get("group_subtasks", {}).values() for c in sub}
@@ -186,6 +188,7 @@ def run_harness(model, tokenizer, ecfg, work_dir: str | Path) -> dict:
         "max_length_cap": ecfg.max_length, "max_gen_toks": max_gen_toks, "data_dir": ecfg.data_dir,
         "seeds": {"random": PYTHON_RANDOM_SEED, "numpy": ecfg.seed, "torch": ecfg.seed, "fewshot": ecfg.seed},
         "bootstrap_iters": BOOTSTRAP_ITERS, "skipped": skipped, "per_task": entry_settings,
+        **({"code_execution": code_execution} if code_execution else {}),
     }
     return {
         "harness": {n: metrics[n] for n in top_level},

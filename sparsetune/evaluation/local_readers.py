@@ -251,3 +251,19 @@ def gsm8k_doc(doc: dict) -> dict:
 def rte_doc(doc: dict) -> dict:
     label = doc["label"]
     return {**doc, "label": RTE_LABELS[label] if isinstance(label, str) and label in RTE_LABELS else int(label)}
+
+
+MBPP_TEST_IDS = range(11, 511)  # the hub's test split of google-research-datasets/mbpp (config full)
+
+
+def read_mbpp_jsonl(path: Path) -> Converted:
+    """MBPP in the hub's schema: a test-split file, or the original mbpp.jsonl holding every split (its other
+    task ids are the prompt / validation / train splits and are dropped)."""
+    required = ("task_id", "text", "code", "test_list")
+    docs, dropped = [], 0
+    for doc in hub_jsonl(required)(path).docs:
+        if int(doc["task_id"]) in MBPP_TEST_IDS:
+            docs.append({"test_setup_code": "", "challenge_test_list": [], **doc})
+        else:
+            dropped += 1
+    return Converted(docs, "hub-schema jsonl", {"task_id outside the test split (11-510)": dropped} if dropped else {})

@@ -41,6 +41,7 @@ from .local_readers import (
     read_arc_csv,
     read_boolq_json,
     read_glue_rte_tsv,
+    read_mbpp_jsonl,
     read_mmlu_csv,
     rte_doc,
 )
@@ -106,6 +107,10 @@ TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in [
              {".csv": read_mmlu_csv}),
     _gsm8k("gsm8k", "gsm8k/gsm8k.yaml"),
     _gsm8k("gsm8k_cot", "gsm8k/gsm8k-cot.yaml"),
+    # code generation, scored by running the programs (code_tasks.py): opt-in with eval.allow_code_execution
+    TaskSpec("humaneval", "humaneval/humaneval.yaml", "humaneval", {"test": ("test.jsonl", "HumanEval.jsonl")},
+             {".jsonl": hub_jsonl(("task_id", "prompt", "canonical_solution", "test", "entry_point"))}),
+    TaskSpec("mbpp", "mbpp/mbpp.yaml", "mbpp", {"test": ("test.jsonl", "mbpp.jsonl")}, {".jsonl": read_mbpp_jsonl}),
 ]}
 LOCAL_TASK_NAMES = sorted(TASKS)
 

@@ -35,5 +35,6 @@ class EvalConfig:
     max_gen_toks: int | None = None  # generation tasks (gsm8k): new-token cap (lm-eval's gen_kwargs); None: 256
     seed: int = 1234  # lm-eval's default seeds (python / numpy / torch / few-shot sampler)
     strict: bool = False  # true: a task without usable local data raises instead of being skipped
+    allow_code_execution: bool = False  # humaneval / mbpp run the model's programs here: an explicit opt-in
     work_dir: str | None = None  # local dataset copies + their task YAMLs, datasets cache; None: <paths.cache_dir>/lm_eval_local
     perplexity: PerplexityConfig = field(default_factory=PerplexityConfig)

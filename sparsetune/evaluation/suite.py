@@ -26,6 +26,7 @@ def check_eval_config(cfg) -> None:
     ecfg = _eval_cfg(cfg)
     if ecfg is None:
         return
+    from .code_tasks import check_code_execution
     from .harness import per_task, task_source
     from .local_tasks import LOCAL_TASK_NAMES
 
@@ -35,6 +36,7 @@ def check_eval_config(cfg) -> None:
                          "(use eval=none to skip evaluation)")
     if len(set(tasks)) != len(tasks):
         raise ValueError(f"eval.tasks lists a task twice: {tasks}")
+    check_code_execution(tasks, bool(ecfg.get("allow_code_execution")))
     per_task(ecfg.num_fewshot, tasks, "eval.num_fewshot", None)
     per_task(ecfg.limit, tasks, "eval.limit", None, minimum=1)
     if int(ecfg.batch_size) < 1:

@@ -1,0 +1,73 @@
+"""lm-eval's humaneval / mbpp tasks (and their variants) with pass@k computed locally.
+
+The tasks stay lm-eval's: prompts, stop sequences, greedy decoding, few-shot examples, the filter that joins
+prompt and completion, and the metric functions in their utils.py. Only the code_eval metric those utils fetch
+from the hub at import (`evaluate.load("code_eval")`) is answered by `code_execution.CodeEval`: the utils are
+imported here, through lm-eval's own module cache, with `evaluate.load` answering that one name; lm-eval's
+task loader then finds the module cached (same path and mtime) and uses it as is.
+
+Opt-in: the programs a model writes run on this machine, so eval.allow_code_execution=true is required (it sets
+HF_ALLOW_CODE_EVAL=1 and passes lm-eval's confirm_run_unsafe_code).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+
+from .code_execution import ALLOW_ENV, CodeEval
+
+FAMILIES = {"humaneval": "humaneval/utils.py", "mbpp": "mbpp/utils.py"}  # task family -> the utils that load code_eval
+
+
+def family_of(task: str) -> str | None:
+    """humaneval, humaneval_instruct, humaneval_plus ... -> humaneval; mbpp_plus -> mbpp; other tasks -> None."""
+    return next((f for f in FAMILIES if task == f or task.startswith(f + "_")), None)
+
+
+def code_tasks(tasks) -> list[str]:
+    return [t for t in tasks if family_of(t)]
+
+
+def check_code_execution(tasks, allowed: bool) -> None:
+    found = code_tasks(tasks)
+    if found and not allowed:
+        raise ValueError(f"eval.tasks {found} score pass@k by running the programs the model writes on this machine; "
+                         f"opt in with eval.allow_code_execution=true (lm-eval's own switch: {ALLOW_ENV}=1 and "
+                         "--confirm_run_unsafe_code)")
+
+
+@contextlib.contextmanager
+def local_code_eval(backend):
+    """evaluate.load('code_eval') returns `backend` inside the block; every other name loads as usual."""
+    import evaluate
+
+    original = evaluate.load
+
+    def load(path, *args, **kwargs):
+        return backend if path == "code_eval" else original(path, *args, **kwargs)
+
+    evaluate.load = load
+    try:
+        yield
+    finally:
+        evaluate.load = original
+
+
+def prepare_code_tasks(tasks) -> dict:
+    """Opt in for the code tasks among `tasks` and import their lm-eval utils with the local code_eval.
+    Returns what results.json records about the execution ({} when there is no code task)."""
+    from lm_eval.tasks._yaml_loader import _load_module_with_cache
+
+    from .local_tasks import lm_eval_tasks_dir
+
+    families = sorted({family_of(t) for t in code_tasks(tasks)})
+    if not families:
+        return {}
+    os.environ[ALLOW_ENV] = "1"
+    backend = CodeEval()
+    with local_code_eval(backend):
+        for family in families:
+            _load_module_with_cache((lm_eval_tasks_dir() / FAMILIES[family]).resolve())
+    return {"backend": "sparsetune.evaluation.code_execution.CodeEval (evaluate's code_eval interface, local)",
+            "timeout_s": backend.timeout, "isolation": "one `python -I` subprocess per program, own temp dir",
+            "families": families}
