@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_EVALUATE_OFFLINE=1 WANDB_MODE=disabled
 DATA ?= ../shared/data
 
-.PHONY: setup demo test clean dry-runs table-spp-ppl bench lock lock-upgrade
+.PHONY: setup demo test clean dry-runs table-spp-ppl bench bench-spp lock lock-upgrade
 
 setup: $(VENV)/.installed
 
@@ -83,6 +83,9 @@ tables-list: setup  # every table target with its job counts and paper-scale cos
 
 bench: setup  # step time / peak memory ratios against LoRA and full FT (BERT-base shape)
 	$(OFFLINE) $(PY) benchmarks/bench_step.py
+
+bench-spp: setup  # SPP (eq. 7) step time / peak memory against LoRA r=8 on the same targets, SmolLM2-135M shape
+	$(OFFLINE) $(PY) benchmarks/bench_step.py --model smollm2-135m --task alpaca --methods lora-all spp spp-naive --baseline lora-all
 
 clean:
 	rm -rf outputs multirun

@@ -3,7 +3,8 @@
     python benchmarks/bench_step.py                          # BERT-base shape, batch 8 x 128, CPU
     python benchmarks/bench_step.py --device cuda --steps 30
     python benchmarks/bench_step.py --methods lora pst --model opt-350m
-    python benchmarks/bench_step.py --model smollm2-135m --task alpaca --methods lora spp spp-naive   # SPP eq. 7
+    python benchmarks/bench_step.py --model smollm2-135m --task alpaca --methods lora-all spp spp-naive --baseline lora-all
+                                                        # SPP vs LoRA at (nearly) equal trainable parameters
 
 Each method runs in its own process (peak memory is per process) through the same Trainer loop as
 train.py, on random weights and random tokens (speed and memory do not depend on the values). Reported:
@@ -36,7 +37,9 @@ METHOD_OVERRIDES = {
     "lora_star": ["salience=magnitude"],
 }
 # benchmark rows that are a method with other settings: row name -> (method, overrides)
-VARIANTS = {"spp-naive": ("spp", ["salience=magnitude", "method.impl=naive"])}
+VARIANTS = {"spp-naive": ("spp", ["salience=magnitude", "method.impl=naive"]),
+            # LoRA r=8 on every linear (SPP's targets): SPP r=16's trainable count within 5 % on LLaMA shapes
+            "lora-all": ("lora", ["method.r=8", "method.targets=all"])}
 
 
 def rss_mb() -> float:
@@ -165,6 +168,7 @@ def main() -> int:
     ap.add_argument("--override", nargs="*", default=[], help="extra Hydra overrides for every method")
     ap.add_argument("--method", help=argparse.SUPPRESS)
     ap.add_argument("--json", help="also write the rows to this file")
+    ap.add_argument("--baseline", default="lora", help="the row the /LoRA columns divide by (e.g. lora-all)")
     args = ap.parse_args()
     if args.method:  # worker process
         print("BENCH " + json.dumps(worker(args)), flush=True)
@@ -182,17 +186,23 @@ def main() -> int:
     by = {r["method"]: r for r in rows}
     print(f"model={args.model} batch={args.batch}x{args.seq} device={args.device} threads={args.threads} "
           f"steps={args.steps} (median after {args.warmup} warm-up)")
-    print(f"{'method':<11}{'trainable':>13}{'s/step':>9}{'/LoRA':>7}{'/full':>7}{'peak MB':>10}{'/LoRA':>7}{'/full':>7}{'mask share':>12}")
+    over = "/LoRA" if args.baseline == "lora" else "/base"
+    print(f"{'method':<11}{'trainable':>13}{'s/step':>9}{over:>7}{'/full':>7}{'peak MB':>10}{over:>7}{'/full':>7}{'mask share':>12}")
     for r in rows:
         ratio = lambda key, base, r=r: f"{r[key] / by[base][key]:.2f}" if base in by else "-"
         print(f"{r['method']:<11}{r['trainable']:>13,}{r['median_step_s']:>9.3f}"
-              f"{ratio('median_step_s', 'lora'):>7}{ratio('median_step_s', 'full'):>7}"
-              f"{r['peak_mb']:>10.0f}{ratio('peak_mb', 'lora'):>7}{ratio('peak_mb', 'full'):>7}{r['method_callback_share']:>11.1%}")
+              f"{ratio('median_step_s', args.baseline):>7}{ratio('median_step_s', 'full'):>7}"
+              f"{r['peak_mb']:>10.0f}{ratio('peak_mb', args.baseline):>7}{ratio('peak_mb', 'full'):>7}{r['method_callback_share']:>11.1%}")
     for r in rows:
         if r["apply_s"] > 1.0:  # salience / one-shot pruning before training
             epoch = args.epoch_examples / args.batch * r["median_step_s"]
             print(f"{r['method']}: {r['apply_s']:.1f}s before training = {r['apply_s'] / epoch:.3%} of one epoch "
                   f"({args.epoch_examples} examples at batch {args.batch})")
+    base = by.get(args.baseline)
+    for r in rows:
+        if base is not None and r is not base:
+            print(f"{r['method']} / {args.baseline}: step time ratio {r['median_step_s'] / base['median_step_s']:.2f}, "
+                  f"peak memory ratio {r['peak_mb'] / base['peak_mb']:.2f}, trainable ratio {r['trainable'] / base['trainable']:.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0 if len(rows) == len(args.methods) else 1

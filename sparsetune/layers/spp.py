@@ -6,12 +6,14 @@
 Row k of alpha scales output rows [k*m/r, (k+1)*m/r) (repeat_interleave order). Every term is a
 product with W~, so zeros of W~ stay zero in training and after merging W~ + s*W~'.
 
-`impl="blocked"` is the memory-efficient eq. 7: W~ is viewed as r row blocks W~_k (m/r x n); for
-each block the input is scaled by alpha_k and multiplied by W~_k^T; the r outputs are concatenated
-and multiplied by beta. No m x n product is formed or saved. Saved for backward: x and the
-(tokens x m) output; the naive form keeps x and three m x n tensors, so eq. 7 saves memory when
-tokens < 3n per forward (REFERENCES §3.4.4). The reference's eq.-7 file keeps r scaled copies of
-x and needs 3-D input. `impl="naive"` builds W~' explicitly (eq. 4-5 as written; kept for checks and the benchmark).
+`impl="blocked"` is the memory-efficient eq. 7: no m x n product is saved for backward, only x
+and dropout's mask as bools. It runs as one autograd Function (spp_function.py) that rebuilds s W~'
+from W~, alpha and beta in forward and in backward and computes alpha's and beta's gradients in
+closed form: two full-size matmuls forward (x W~^T, Dropout(x) (s W~')^T) and three backward,
+instead of eq. 7's r thin per-block matmuls plus a checkpointed recompute; without dropout (eval)
+one matmul with W~ + s W~'. The reference's eq.-7 file keeps r scaled copies of x and needs 3-D
+input. `impl="naive"` builds W~' explicitly through autograd (eq. 4-5 as written; kept for checks
+and the benchmark).
 """
 from __future__ import annotations
 
@@ -20,11 +22,11 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from ..method_schemas import SPP_IMPLS as IMPLS
 from ..method_schemas import check_spp_init
 from .base import TargetLinear
+from .spp_function import SPPLinearFunction
 
 
 def check_rank(out_features: int, r: int, name: str = "a target matrix") -> None:
@@ -80,29 +82,13 @@ class SPPLinear(TargetLinear):
     def delta_naive(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.delta_weight(x.dtype))
 
-    def delta_blocked(self, x: torch.Tensor) -> torch.Tensor:
-        lead = x.shape[:-1]
-        flat = x.reshape(-1, self.in_features)  # any number of leading dims (the reference needs 3-D)
-        blocks = self.weight.view(self.r, self.out_features // self.r, self.in_features)
-        alpha, beta = self.alpha.to(x.dtype), self.beta.to(x.dtype)
-        # one block at a time: only a (tokens x n) scaled input exists at once; W~ needs no gradient, so
-        # no copy of it is saved (forward() checkpoints this branch, so only its input is kept)
-        out = torch.cat([F.linear(flat * alpha[k], blocks[k]) for k in range(self.r)], dim=-1)
-        return (out * beta.view(1, -1)).view(*lead, self.out_features)
-
     # -- TargetLinear interface ------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        base = F.linear(x, self.weight, self.bias)
-        x_drop = self.dropout(x)
         if self.impl == "naive":
-            delta = self.delta_naive(x_drop)
-        elif torch.is_grad_enabled() and self.alpha.requires_grad:
-            # recompute the branch in backward (as the reference's torch.utils.checkpoint does): beta's
-            # gradient would otherwise keep a tokens x out activation per layer alive until backward
-            delta = checkpoint(self.delta_blocked, x_drop, use_reentrant=False)
-        else:
-            delta = self.delta_blocked(x_drop)
-        return base + self.scaling * delta
+            return F.linear(x, self.weight, self.bias) + self.scaling * self.delta_naive(self.dropout(x))
+        # the Function draws the dropout mask itself (as nn.Dropout would) to keep it as bools
+        p = self.dropout.p if self.training and isinstance(self.dropout, nn.Dropout) else 0.0
+        return SPPLinearFunction.apply(x, self.weight, self.bias, self.alpha, self.beta, self.scaling, p)
 
     def effective_weight(self) -> torch.Tensor:
         """W~ + s W~' computed in the adapter's precision, stored in the base weight's dtype."""
