@@ -57,16 +57,18 @@ def code_execution_allowed() -> bool:
 class CodeEval:
     """The `compute` interface of evaluate's code_eval metric, run locally."""
 
-    def __init__(self, timeout: float = TIMEOUT_S, num_workers: int | None = None):
-        self.timeout = timeout
+    def __init__(self, timeout: float = TIMEOUT_S, num_workers: int | None = None, allowed: bool | None = None):
+        """allowed: the caller's opt-in (sparsetune's eval.allow_code_execution); None: HF_ALLOW_CODE_EVAL=1 as
+        code_eval requires, read when `compute` runs."""
+        self.timeout, self.allowed = timeout, allowed
         self.num_workers = num_workers or max(1, min(4, os.cpu_count() or 1))
 
     def compute(self, references: list[str], predictions: list[list[str]], k=(1, 10, 100), num_workers: int | None = None,
                 timeout: float | None = None):
         """(pass@k for each k that every problem has enough candidates for, outcomes per problem).
         references[i]: test code of problem i; predictions[i]: its candidate programs."""
-        if not code_execution_allowed():
-            raise ValueError(f"pass@k runs model-written code; it is off unless {ALLOW_ENV}=1 (sparsetune sets it for "
+        if not (code_execution_allowed() if self.allowed is None else self.allowed):
+            raise ValueError(f"pass@k runs model-written code; it is off unless {ALLOW_ENV}=1 (in sparsetune: "
                              "eval.allow_code_execution=true)")
         if len(references) != len(predictions):
             raise ValueError(f"{len(references)} test programs for {len(predictions)} sets of candidates")

@@ -6,13 +6,13 @@ from the hub at import (`evaluate.load("code_eval")`) is answered by `code_execu
 imported here, through lm-eval's own module cache, with `evaluate.load` answering that one name; lm-eval's
 task loader then finds the module cached (same path and mtime) and uses it as is.
 
-Opt-in: the programs a model writes run on this machine, so eval.allow_code_execution=true is required (it sets
-HF_ALLOW_CODE_EVAL=1 and passes lm-eval's confirm_run_unsafe_code).
+Opt-in: the programs a model writes run on this machine, so eval.allow_code_execution=true is required (checked
+before training; it enables the local backend and passes lm-eval's confirm_run_unsafe_code, without setting
+HF_ALLOW_CODE_EVAL for the rest of the process).
 """
 from __future__ import annotations
 
 import contextlib
-import os
 
 from .code_execution import ALLOW_ENV, CodeEval
 
@@ -63,8 +63,7 @@ def prepare_code_tasks(tasks) -> dict:
     families = sorted({family_of(t) for t in code_tasks(tasks)})
     if not families:
         return {}
-    os.environ[ALLOW_ENV] = "1"
-    backend = CodeEval()
+    backend = CodeEval(allowed=True)  # check_code_execution refused the run before training without the opt-in
     with local_code_eval(backend):
         for family in families:
             _load_module_with_cache((lm_eval_tasks_dir() / FAMILIES[family]).resolve())
