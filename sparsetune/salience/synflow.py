@@ -6,7 +6,10 @@ The network is linearised for the duration of one forward/backward, and everythi
   part (x * weight + bias): an all-ones input would make LayerNorm's centred input zero and cut the flow;
   this is done with forward hooks on those module instances, not by patching torch globally;
 - the model runs in float64 (salience.options.dtype), since the product of |theta| over a deep
-  network overflows float32; eval mode, so dropout is off.
+  network overflows float32; eval mode, so dropout is off;
+- attention runs eager: torch's sdpa backward on CPU returns query/key gradients of +-1e102 on MiniLM-L6's
+  linearised float64 network where the exact value is 0 (a single token attends only to itself), which swamps
+  every real score (and overflowed to inf in real runs); eager attention gives the exact 0.
 Input: all-ones `inputs_embeds` of shape (1, seq_len, hidden) for transformers (all-ones features for
 a plain module). R = sum of the outputs (logits). Note: with identical tokens, softmax attention is
 constant in the query/key weights, so those get zero flow (as in the reference, which also feeds ones).
@@ -93,6 +96,21 @@ def linearised(model: nn.Module) -> Iterator[None]:
             h.remove()
 
 
+@contextmanager
+def eager_attention(model: nn.Module) -> Iterator[None]:
+    """Switch a transformers model to eager attention for the duration (public set_attn_implementation), then back."""
+    current = getattr(getattr(model, "config", None), "_attn_implementation", None)
+    switch = getattr(model, "set_attn_implementation", None)
+    if switch is None or current in (None, "eager"):
+        yield
+        return
+    switch("eager")
+    try:
+        yield
+    finally:
+        switch(current)
+
+
 def ones_forward(model: nn.Module, dtype: torch.dtype, seq_len: int) -> torch.Tensor:
     device = next(model.parameters()).device
     embeddings = None
@@ -120,6 +138,7 @@ def synaptic_flow(model: nn.Module, layers: Mapping[str, nn.Module], batches: Se
         stack.enter_context(positive_parameters(model))
         stack.enter_context(cast_floating(model, dtype))
         stack.enter_context(linearised(model))
+        stack.enter_context(eager_attention(model))
         with LayerIO(layers) as io:
             flow = ones_forward(model, dtype, int(options.get("seq_len", 1))).sum()
             calls = io.backprop(flow)
