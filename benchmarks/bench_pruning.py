@@ -34,12 +34,14 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 PRUNERS = ("wanda", "sparsegpt")
 PATTERNS = ("unstructured", "2:4")
 
@@ -81,7 +83,15 @@ def parse_args(argv=None) -> argparse.Namespace:
                                                 "created when missing, reused when present")
     p.add_argument("--llmcompressor", default="llmcompressor", help="pip requirement to install (e.g. llmcompressor==0.14.0.1)")
     p.add_argument("--pip-arg", action="append", default=[], help="extra pip install argument (repeatable)")
-    p.add_argument("--skip-llmcompressor", action="store_true", help="time our pruners only")
+    p.add_argument("--skip-llmcompressor", action="store_true", help="leave llm-compressor out")
+    p.add_argument("--reference-repo", type=Path, help="a local clone of github.com/locuslab/wanda: also run its "
+                                                        "lib/prune.py (Wanda, and SparseGPT as the SparseGPT authors "
+                                                        "wrote it) in an env of its own")
+    p.add_argument("--reference-transformers", default="transformers==4.44.2",
+                   help="transformers for the reference env: its decoder-layer calls (hidden states, attention_mask, "
+                        "position_ids) predate 4.48's required position_embeddings")
+    p.add_argument("--reference-env-dir", type=Path, help="the reference venv (default "
+                                                          "$SPARSETUNE_CACHE/wanda-reference-venv)")
     p.add_argument("--work-dir", type=Path, help="keep the model copy, calibration ids and llm-compressor outputs here")
     p.add_argument("--json", type=Path, help="write every figure here")
     args = p.parse_args(argv)
@@ -95,6 +105,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"--patterns {' '.join(bad)}: not valid; valid: {', '.join(PATTERNS)}")
     if not 0 < args.sparsity < 1:
         p.error(f"--sparsity must be in (0, 1), got {args.sparsity}")
+    if args.reference_repo and not (args.reference_repo / "lib" / "prune.py").is_file():
+        p.error(f"--reference-repo {args.reference_repo}: no lib/prune.py there (clone github.com/locuslab/wanda)")
     args.calib = args.calib or args.data / "alpaca" / "alpaca_tiny.json"
     args.wikitext = args.wikitext or args.data / "wikitext-2-raw" / "test.hf_rows.txt"
     for flag, path in (("--calib", args.calib), ("--wikitext", args.wikitext)):
@@ -153,28 +165,56 @@ def prune_ours(model_dir: Path, cfg, pruner: str, pattern: str, args, samples) -
     return model, {"seconds": wall1 - wall0, "cpu_seconds": cpu1 - cpu0, "targets": sorted(targets)}
 
 
-def prune_llmcompressor(python: Path, model_dir: Path, calib_path: Path, out_dir: Path, pruner: str, pattern: str,
-                        args, target_names) -> tuple[object, dict]:
-    import torch
-    from llmcompressor_env import run_worker
+SIDES = {"llmcompressor": "llm-compressor", "reference": "the Wanda repo"}
+WORKERS = {"llmcompressor": HERE / "llmcompressor_worker.py", "reference": HERE / "reference_pruning_worker.py"}
 
-    # llm-compressor's mask_structure N:M prunes N of every M; 2:4 keeps 2 of 4 either way
-    structure = "0:0" if pattern == "unstructured" else pattern
-    sparsity = args.sparsity if pattern == "unstructured" else 0.5
-    result = run_worker(python, ["--model-dir", str(model_dir), "--calib", str(calib_path), "--pruner", pruner,
-                                 "--mask-structure", structure, "--sparsity", str(sparsity),
-                                 "--batch-size", str(args.batch_size)], out_dir, args.threads)
+
+def worker_args(side: str, model_dir: Path, calib_path: Path, pruner: str, pattern: str, args) -> list[str]:
+    common = ["--model-dir", str(model_dir), "--calib", str(calib_path), "--pruner", pruner]
+    sparsity = str(args.sparsity if pattern == "unstructured" else 0.5)
+    if side == "llmcompressor":
+        # llm-compressor's mask_structure N:M prunes N of every M; 2:4 keeps 2 of 4 either way
+        structure = "0:0" if pattern == "unstructured" else pattern
+        return [*common, "--mask-structure", structure, "--sparsity", sparsity, "--batch-size", str(args.batch_size)]
+    return [*common, "--repo", str(args.reference_repo), "--pattern", pattern, "--sparsity", sparsity,
+            "--attention", args.attention]
+
+
+def prune_other(side: str, python: Path, model_dir: Path, calib_path: Path, out_dir: Path, pruner: str, pattern: str,
+                args, target_names) -> tuple[object, dict]:
+    """Prune with another implementation in its own env; our model class with its pruned weights, and its record."""
+    import torch
+    from bench_env import run_worker
+
+    result = run_worker(python, WORKERS[side], worker_args(side, model_dir, calib_path, pruner, pattern, args), out_dir,
+                        args.threads, label=f"{SIDES[side]} run")
     weights = torch.load(out_dir / "pruned_weights.pt")
     model = load_model(model_dir, args.attention)
     params = dict(model.named_parameters())
     missing = [n for n in target_names if n + ".weight" not in weights]
     if missing:
-        raise RuntimeError(f"llm-compressor's output lacks {len(missing)} target matrices, e.g. {missing[:3]}")
+        raise RuntimeError(f"{SIDES[side]}'s output lacks {len(missing)} target matrices, e.g. {missing[:3]}")
     with torch.no_grad():
         for name, w in weights.items():
             params[name].copy_(w)
     (out_dir / "pruned_weights.pt").unlink()  # ~0.4 GB per run
     return model, result
+
+
+def write_legacy_rope(model_dir: Path) -> float | None:
+    """Add the pre-5.0 `rope_theta` / `rope_scaling` keys beside transformers 5's `rope_parameters` in config.json,
+    so an env with an older transformers (the Wanda repo's) builds the same rotary embedding instead of silently
+    using its default base 10,000. Returns the theta written (None: the config has no rope_parameters)."""
+    path = model_dir / "config.json"
+    config = json.loads(path.read_text())
+    rope = config.get("rope_parameters")
+    if not isinstance(rope, dict) or "rope_theta" not in rope:
+        return config.get("rope_theta")
+    config["rope_theta"] = rope["rope_theta"]
+    if rope.get("rope_type", "default") != "default":
+        config["rope_scaling"] = {k: v for k, v in rope.items() if k != "rope_theta"}
+    path.write_text(json.dumps(config, indent=2))
+    return rope["rope_theta"]
 
 
 def perplexity(model, eval_ids, args) -> float:
@@ -184,41 +224,62 @@ def perplexity(model, eval_ids, args) -> float:
 
 
 # ---- report --------------------------------------------------------------------------------------
-def print_report(rows: list[dict], dense_ppl: float, args, have_theirs: bool) -> None:
+def print_report(rows: list[dict], dense_ppl: float, args, sides: list[str]) -> None:
     print(f"\n{args.model} pruning, {args.nsamples} x {args.seqlen} calibration tokens, batch {args.batch_size}, "
           f"{args.threads} thread(s), our attention {args.attention}; WikiText-2 ppl at seqlen {args.eval_seqlen}, "
           f"{args.max_chunks} chunks; dense ppl {dense_ppl:.2f}")
     head = "| pruner | pattern | ours s (CPU s) | sparsity | ppl |"
-    if have_theirs:
-        head += " llm-compressor s (CPU s) | sparsity | ppl | time ours/theirs | mask agreement (lowest) |"
+    for side in sides:
+        head += f" {SIDES[side]} s (CPU s) | sparsity | ppl | time ours/theirs | mask agreement (lowest) |"
     print(head + "\n|" + "---|" * (head.count("|") - 1))
     for r in rows:
         o = r["ours"]
         line = (f"| {r['pruner']} | {r['pattern']} | {o['seconds']:.1f} ({o['cpu_seconds']:.1f}) | {o['sparsity']:.4f} "
                 f"| {o['ppl']:.2f} |")
-        if have_theirs:
-            t, a = r["llmcompressor"], r["agreement"]
+        for side in sides:
+            t, a = r[side], r[side]["agreement"]
             line += (f" {t['seconds']:.1f} ({t['cpu_seconds']:.1f}) | {t['sparsity']:.4f} | {t['ppl']:.2f} | "
                      f"{o['seconds'] / t['seconds']:.2f} | {a['overall']:.4f} ({a['lowest']:.4f}) |")
         print(line)
-    if not have_theirs:
+    if not sides:
         return
     print()
-    for pruner in args.pruners:
-        mine = [r for r in rows if r["pruner"] == pruner]
-        ours = sum(r["ours"]["seconds"] for r in mine)
-        theirs = sum(r["llmcompressor"]["seconds"] for r in mine)
-        cpu = sum(r["ours"]["cpu_seconds"] for r in mine) / sum(r["llmcompressor"]["cpu_seconds"] for r in mine)
-        print(f"{pruner} time ours/llmcompressor: {ours / theirs:.2f}   (CPU time {cpu:.2f}; {', '.join(args.patterns)})")
+    for side in sides:
+        for pruner in args.pruners:
+            mine = [r for r in rows if r["pruner"] == pruner]
+            ours = sum(r["ours"]["seconds"] for r in mine)
+            theirs = sum(r[side]["seconds"] for r in mine)
+            cpu = sum(r["ours"]["cpu_seconds"] for r in mine) / sum(r[side]["cpu_seconds"] for r in mine)
+            print(f"{pruner} time ours/{side}: {ours / theirs:.2f}   (CPU time {cpu:.2f}; {', '.join(args.patterns)})")
     for r in rows:
-        print(f"{r['pruner']} {r['pattern']} perplexity ours / llmcompressor: {r['ours']['ppl']:.2f} / "
-              f"{r['llmcompressor']['ppl']:.2f}   (dense {dense_ppl:.2f})")
+        theirs = " / ".join(f"{r[side]['ppl']:.2f}" for side in sides)
+        print(f"{r['pruner']} {r['pattern']} perplexity ours / {' / '.join(sides)}: {r['ours']['ppl']:.2f} / {theirs}"
+              f"   (dense {dense_ppl:.2f})")
+
+
+def set_up_sides(args, torch_version: str) -> dict:
+    """side -> its env's python, installed first so a failure stops us before any long run (BenchEnvError)."""
+    from bench_env import default_env_dir, ensure_env
+
+    pythons = {}
+    if not args.skip_llmcompressor:
+        pythons["llmcompressor"] = ensure_env(
+            args.env_dir or default_env_dir("llmcompressor-venv"), torch_version, [args.llmcompressor],
+            ["llmcompressor", "torch", "transformers", "compressed_tensors"], args.pip_arg, label="llm-compressor env")
+    if args.reference_repo:
+        # lib/data.py imports datasets at module level (its hub loaders, replaced by the worker)
+        pythons["reference"] = ensure_env(
+            args.reference_env_dir or default_env_dir("wanda-reference-venv"), torch_version,
+            [args.reference_transformers, "datasets"], ["torch", "transformers", "datasets"], args.pip_arg,
+            label="reference env")
+    return pythons
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1", WANDB_MODE="disabled")
     import torch
+    from bench_env import BenchEnvError
     from hydra import compose, initialize_config_dir
 
     import sparsetune.schema
@@ -233,26 +294,26 @@ def main(argv=None) -> int:
     if not cfg.model.get("decoder_layers"):
         print(f"--model {args.model}: its config has no decoder_layers; Wanda/SparseGPT need a decoder LM", file=sys.stderr)
         return 2
-    python = None
-    if not args.skip_llmcompressor:  # first, so an install failure stops us before any long run
-        from llmcompressor_env import LLMCompressorEnvError, default_env_dir, ensure_env
-
-        try:
-            python = ensure_env(args.env_dir or default_env_dir(), torch.__version__, args.llmcompressor, args.pip_arg)
-        except LLMCompressorEnvError as e:
-            print(f"bench_pruning: llm-compressor could not be set up: {e}", file=sys.stderr)
-            return 2
+    try:
+        pythons = set_up_sides(args, torch.__version__)
+    except BenchEnvError as e:
+        print(f"bench_pruning: a comparison env could not be set up: {e}", file=sys.stderr)
+        return 2
+    sides = list(pythons)
     print(f"torch {torch.__version__}, {args.threads} thread(s), {os.cpu_count()} CPUs", flush=True)
 
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="bench_pruning_"))
     work.mkdir(parents=True, exist_ok=True)
     rows, record = [], {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}
+    if args.reference_repo:
+        record["reference_repo_commit"] = git_commit(args.reference_repo)
     try:
         model, tok, info = models.load(cfg)
         model_dir = work / "model"
         model.save_pretrained(model_dir)
         tok.save_pretrained(model_dir)
         del model
+        rope_theta = write_legacy_rope(model_dir)
         calib = CalibrationSettings(source=str(args.calib), nsamples=args.nsamples, seqlen=args.seqlen, seed=args.seed,
                                     text_field=args.text_field, batch_size=args.batch_size)
         samples = calibration_samples(calib, tok)
@@ -262,7 +323,6 @@ def main(argv=None) -> int:
         dense_ppl = perplexity(load_model(model_dir, args.attention), eval_ids, args)
         record.update(model=info, calibration=calib.record(), dense_ppl=dense_ppl)
         print(f"dense ppl {dense_ppl:.2f}; calibration {tuple(samples.shape)} from {args.calib}", flush=True)
-        from llmcompressor_env import LLMCompressorEnvError
 
         for pattern in args.patterns:
             for pruner in args.pruners:
@@ -274,29 +334,39 @@ def main(argv=None) -> int:
                 del model
                 print(f"ours          {pruner:<9} {pattern:<12} {ours['seconds']:7.1f} s  sparsity {ours['sparsity']:.4f}  "
                       f"ppl {ours['ppl']:.2f}", flush=True)
-                if python is not None:
+                for side, python in pythons.items():
                     try:
-                        model, theirs = prune_llmcompressor(python, model_dir, calib_path,
-                                                            work / f"llmc-{pruner}-{pattern.replace(':', 'of')}",
-                                                            pruner, pattern, args, list(ours_zeros))
-                    except LLMCompressorEnvError as e:
+                        model, theirs = prune_other(side, python, model_dir, calib_path,
+                                                    work / f"{side}-{pruner}-{pattern.replace(':', 'of')}",
+                                                    pruner, pattern, args, list(ours_zeros))
+                    except BenchEnvError as e:
                         print(f"bench_pruning: {e}", file=sys.stderr)
                         return 2
+                    if side == "reference" and theirs.get("rope_theta") != rope_theta:
+                        print(f"bench_pruning: the reference env built rope_theta {theirs.get('rope_theta')}, ours "
+                              f"{rope_theta}: its transformers reads this config differently", file=sys.stderr)
+                        return 2
                     their_zeros = zero_masks(model, list(ours_zeros))
-                    theirs.update(sparsity=sparsity_of_masks(their_zeros), ppl=perplexity(model, eval_ids, args))
-                    row["llmcompressor"], row["agreement"] = theirs, mask_agreement(ours_zeros, their_zeros)
+                    theirs.update(sparsity=sparsity_of_masks(their_zeros), ppl=perplexity(model, eval_ids, args),
+                                  agreement=mask_agreement(ours_zeros, their_zeros))
+                    row[side] = theirs
                     del model, their_zeros
-                    print(f"llmcompressor {pruner:<9} {pattern:<12} {theirs['seconds']:7.1f} s  sparsity "
+                    print(f"{side:<13} {pruner:<9} {pattern:<12} {theirs['seconds']:7.1f} s  sparsity "
                           f"{theirs['sparsity']:.4f}  ppl {theirs['ppl']:.2f}  mask agreement "
-                          f"{row['agreement']['overall']:.4f}", flush=True)
+                          f"{theirs['agreement']['overall']:.4f}", flush=True)
                 rows.append(row)
-        print_report(rows, dense_ppl, args, python is not None)
+        print_report(rows, dense_ppl, args, sides)
         if args.json:
             args.json.write_text(json.dumps({**record, "rows": rows}, indent=1, default=str))
     finally:
         if args.work_dir is None:
             shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def git_commit(repo: Path) -> str | None:
+    out = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True)
+    return out.stdout.strip() or None
 
 
 if __name__ == "__main__":
