@@ -1,32 +1,42 @@
-"""Pruning time, masks and perplexity: our Wanda / SparseGPT against llm-compressor's, on the same calibration data.
+"""Pruning time, masks and perplexity: our Wanda / SparseGPT against llm-compressor's and the reference repos', on the
+same calibration data.
 
     python benchmarks/bench_pruning.py                         # SmolLM2-135M, 32 x 512 Alpaca tokens, 50 % and 2:4
     python benchmarks/bench_pruning.py --paper                 # the papers' 128 x 2048 calibration
+    python benchmarks/bench_pruning.py --reference-repo ~/src/wanda   # also the Wanda authors' code (a local clone)
     python benchmarks/bench_pruning.py --pruners wanda --patterns 2:4 --threads 2
     python benchmarks/bench_pruning.py --skip-llmcompressor    # our side only (no venv, no pip)
 
 The embedded model is loaded as the repo does (conf/model/<name>.yaml) and saved with save_pretrained into a work
-dir; both sides load that dir in fp32. Calibration: `--nsamples` windows of `--seqlen` tokens drawn with a fixed
-seed from a local text file (sparsetune.pruning.calibration_samples), saved as one int64 tensor that both sides
-read, so they calibrate on identical ids. llm-compressor runs in a throwaway venv (benchmarks/llmcompressor_env.py:
-created on first use under --env-dir and reused) through benchmarks/llmcompressor_worker.py: oneshot with
-WandaPruningModifier / SparseGPTModifier on every Linear of the decoder blocks (the same 7 matrices per block as our
-target_modules), mask_structure "0:0" (unstructured) or "2:4", SparseGPT block_size 128 and dampening 0.01 as ours,
-the sequential pipeline (block by block, each block's pruned outputs feed the next, as ours). llm-compressor forces
-eager attention while calibrating; our side uses `--attention` (default eager too, so both compute the same block
-outputs; sdpa is the model's default and our pipeline's, faster on CPU). The first block's masks agree exactly;
-later ones drift apart as fp32 rounding differences (their transformers release, their running-mean statistics)
-flip near-tied choices and propagate through the pruned blocks, most for SparseGPT, whose adaptive masks and weight
-updates follow every earlier column (SparseGPT unstructured also differs by design: see sparsetune/pruning/sparsegpt.py).
+dir (config.json also gets the pre-5.0 rope_theta key, so older transformers build the same rotary embedding); every
+side loads that dir in fp32. Calibration: `--nsamples` windows of `--seqlen` tokens drawn with a fixed seed from a
+local text file (sparsetune.pruning.calibration_samples), saved as one int64 tensor that every side reads, so they
+calibrate on identical ids. Each other side runs in a throwaway venv of its own (benchmarks/bench_env.py: created
+on first use, reused after) through a worker script that imports nothing of ours:
+- llm-compressor (benchmarks/llmcompressor_worker.py): oneshot with WandaPruningModifier / SparseGPTModifier on
+  every Linear of the decoder blocks (the same 7 matrices per block as our target_modules), mask_structure "0:0"
+  (unstructured) or "2:4", SparseGPT block_size 128 and dampening 0.01 as ours, the sequential pipeline (block by
+  block, each block's pruned outputs feed the next, as ours). llm-compressor forces eager attention while
+  calibrating; our side uses `--attention` (default eager too, so both compute the same block outputs; sdpa is the
+  model's default and our pipeline's, faster on CPU).
+- the reference repo (`--reference-repo`, a clone of github.com/locuslab/wanda; benchmarks/reference_pruning_worker.py):
+  its own lib/prune.py prune_wanda / prune_sparsegpt (the latter is the SparseGPT authors' code at
+  IST-DASLab/sparsegpt@f5c2500, as the Wanda paper ran it), unchanged, under transformers 4.44.2
+  (`--reference-transformers`), with its C4 hub loader replaced by the same ids, one sequence per forward as it
+  does, and `--attention` as ours.
+The first block's masks agree exactly; later ones drift apart as fp32 rounding differences (another transformers
+release, running-mean statistics) flip near-tied choices and propagate through the pruned blocks, most for
+SparseGPT, whose adaptive masks and weight updates follow every earlier column (SparseGPT unstructured also differs
+by design: see sparsetune/pruning/sparsegpt.py).
 
-Timed: the pruning call only (our prune_model; their oneshot), wall and CPU seconds of the process, the same
-torch thread count; loading, tokenizing and saving are outside. Then, in this env: achieved sparsity of the target
-matrices, mask agreement (per matrix: shared zero positions / our zero positions; overall the same over all
+Timed: the pruning call only (our prune_model; their oneshot / prune_*), wall and CPU seconds of the process, the
+same torch thread count; loading, tokenizing and saving are outside. Then, in this env: achieved sparsity of the
+target matrices, mask agreement (per matrix: shared zero positions / our zero positions; overall the same over all
 matrices, and the lowest matrix) and WikiText-2 token perplexity (sparsetune.evaluation.perplexity, --eval-seqlen
 chunks, first --max-chunks) of the dense model and of every pruned one.
-Last lines: `wanda time ours/llmcompressor: X.XX` and `sparsegpt time ours/llmcompressor: X.XX` (wall seconds
-summed over the patterns run), then the perplexities side by side.
-If llm-compressor cannot be installed or run, the script stops with exit status 2 and says which step failed.
+Last lines: `<pruner> time ours/<side>: X.XX` per side and pruner (wall seconds summed over the patterns run), then
+the perplexities side by side.
+If a side's env cannot be installed or its run fails, the script stops with exit status 2 and says which step failed.
 """
 from __future__ import annotations
 

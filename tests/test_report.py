@@ -41,7 +41,8 @@ def test_report_states_commands_claims_figures_and_what_was_not_run(tmp_path):
     assert len(list(results.glob("pst-table2/cpu/runs/*/results.json"))) == len(t2)
     text = write_report(results, doc).read_text()
     sec = text[text.index("## pst-table2"):text.index("## pst-table4")]
-    assert "`make pst-table2 SCALE=cpu DATA=/data` (git abc1234" in sec and "30 min wall for 7 jobs" in sec
+    assert "`make pst-table2 SCALE=cpu DATA=/data` (last invoked at git abc1234" in sec
+    assert "30 min wall for 7 jobs" in sec
     # PST 90 %: (80 + 60) / 2 = 70 vs MaP (70 + 55) / 2 = 62.5 -> holds; vs MvP (85 + 50) / 2 = 67.5 -> holds
     assert "PST >= MaP at 90 % (GLUE average): holds (70.00 vs 62.50 over 2 task(s))" in sec
     assert "PST >= MvP at 90 %: holds (70.00 vs 67.50 over 2 task(s))" in sec
@@ -135,3 +136,16 @@ def test_a_table_stopped_by_its_time_budget_says_so(tmp_path):
     text = write_report(results, doc).read_text()
     assert "for 3 jobs: 1 completed, 2 not run; 1 of them completed by an earlier run of the same job and reused)" in text
     assert "- incomplete: 2 job(s) not started within the run's time budget (--budget-minutes 60)" in text
+
+
+def test_the_report_dates_the_runs_from_their_own_records(tmp_path):
+    outputs, results, doc = tmp_path / "outputs", tmp_path / "results", tmp_path / "docs" / "REPRODUCTION.md"
+    made = [("2026-12-02T10:00:00+0000", "2026-12-02T10:20:00+0000", "1111111aaaa"),
+            ("2026-12-03T09:00:00+0000", "2026-12-03T09:10:30+0000", "2222222bbbb")]
+    records = [{**rec("pst", 0.9, "sst2", 0.7), "process": {"started": a}, "ended": b, "env": {"git_sha": sha}}
+               for a, b, sha in made]
+    write_table_dir(outputs, "pst-table4", [*records, {**rec("pst", 0.9, "rte", 0.6), "status": "failed"}])
+    collect(outputs, results)
+    text = write_report(results, doc).read_text()
+    assert ("- runs: 2 completed run(s) made between 2026-12-02 10:00 and 2026-12-03 09:10 UTC at git 1111111, "
+            "2222222; 30 min of job time in all") in text

@@ -91,14 +91,16 @@ def test_a_spent_budget_still_reuses_completed_jobs(tmp_path, monkeypatch):
     from sparsetune.tables import reproduce as rp
     from sparsetune.tables.grids import TABLES
 
-    last = tmp_path / "spp-table5" / "cpu" / "runs" / rp.job_dir_name(rp.expand(TABLES["spp-table5"].cpu, "/data")[-1])
-    last.mkdir(parents=True)
-    (last / "results.json").write_text(json.dumps({"status": "completed"}))
+    jobs = rp.expand(TABLES["spp-table5"].cpu, "/data")
+    for overrides, status in ((jobs[-1], "completed"), (jobs[0], "interrupted")):  # the first was killed earlier
+        run = tmp_path / "spp-table5" / "cpu" / "runs" / rp.job_dir_name(overrides)
+        run.mkdir(parents=True)
+        (run / "results.json").write_text(json.dumps({"status": status}))
     monkeypatch.setattr(rp, "git_sha", lambda: "abc1234")
     clock = iter([0.0])  # the start, then every later reading is past the budget
     monkeypatch.setattr(rp.time, "time", lambda: next(clock, 1e12))
     monkeypatch.setattr(rp.subprocess, "run", lambda *a, **k: (_ for _ in ()).throw(AssertionError("started a job")))
     monkeypatch.setattr(rp, "build_table", lambda name, grid, runs_dir: "(table)\n")
     manifest = rp.reproduce("spp-table5", "cpu", "/data", tmp_path, jobs=1, budget_minutes=5)
-    assert [j["status"] for j in manifest["jobs"]] == ["not run", "not run", "not run", "completed"]
-    assert manifest["jobs"][-1]["reused"] is True
+    assert [j["status"] for j in manifest["jobs"]] == ["interrupted", "not run", "not run", "completed"]
+    assert manifest["jobs"][-1]["reused"] is True and manifest["jobs"][0]["earlier_attempt"] is True

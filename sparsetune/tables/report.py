@@ -327,6 +327,30 @@ def table_records(results: Path, name: str) -> list[dict]:
     return best_of_search(load_records(results / name / "cpu"), spec.cpu.select_best if spec.cpu else None)
 
 
+def _when(stamp: str):
+    from datetime import datetime
+
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S%z")
+
+
+def run_provenance(runs_dir: Path) -> str | None:
+    """When, at which commits and for how long the completed runs behind a table ran, from their own results.json
+    (the manifest only knows its last invocation, which may just have reused them)."""
+    made = []
+    for path in sorted(runs_dir.glob("*/results.json")):
+        r = json.loads(path.read_text())
+        started, ended = (r.get("process") or {}).get("started"), r.get("ended")
+        if r.get("status") == "completed" and started and ended:
+            made.append((_when(started), _when(ended), ((r.get("env") or {}).get("git_sha") or "unknown")[:7]))
+    if not made:
+        return None
+    first, last = min(m[0] for m in made), max(m[1] for m in made)
+    minutes = sum((end - start).total_seconds() for start, end, _ in made) / 60
+    shas = sorted({m[2] for m in made})
+    return (f"{len(made)} completed run(s) made between {first:%Y-%m-%d %H:%M} and {last:%Y-%m-%d %H:%M} UTC at git "
+            f"{', '.join(shas)}; {minutes:.0f} min of job time in all")
+
+
 def section(name: str, results: Path, figures: Path, doc_dir: Path) -> list[str]:
     spec = TABLES[name]
     lines = [f"## {name}: {spec.title}", ""]
@@ -344,9 +368,12 @@ def section(name: str, results: Path, figures: Path, doc_dir: Path) -> list[str]
     for j in m["jobs"]:
         statuses[j["status"]] += 1
     reused = sum(1 for j in m["jobs"] if j.get("reused"))
-    lines += [f"- command: `{m['command']}` (git {m['git_sha']}, started {m['started']}, {m['seconds'] / 60:.0f} min wall "
+    made = run_provenance(table_dir / "runs")
+    lines += [f"- command: `{m['command']}` (last invoked at git {m['git_sha']}, started {m['started']}, "
+              f"{m['seconds'] / 60:.0f} min wall "
               f"for {len(m['jobs'])} jobs: {', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))}"
               f"{f'; {reused} of them completed by an earlier run of the same job and reused' if reused else ''})",
+              *([f"- runs: {made}"] if made else []),
               *([f"- incomplete: {statuses['not run']} job(s) not started within the run's time budget "
                  f"(--budget-minutes {m.get('budget_minutes')}); their rows are missing below, and the same command "
                  "finishes the table"] if statuses.get("not run") else []),

@@ -127,8 +127,11 @@ def reproduce(name: str, scale: str, data: str, out_root: Path, jobs: int, dry: 
     def start(o: list[str]) -> dict:
         run_dir = runs_dir / job_dir_name(o)
         # the budget holds back jobs that would start train.py; a completed one is reused at no cost
-        if deadline is not None and time.time() > deadline and recorded_status(run_dir) != "completed":
-            return {"dir": str(run_dir), "overrides": o, "exit_code": None, "status": "not run", "seconds": 0.0}
+        recorded = recorded_status(run_dir)
+        if deadline is not None and time.time() > deadline and recorded != "completed":
+            # an earlier attempt that was killed or failed keeps its own status: it did start
+            return {"dir": str(run_dir), "overrides": o, "exit_code": None, "status": recorded or "not run",
+                    "seconds": 0.0, **({"earlier_attempt": True} if recorded else {})}
         return run_job(o, run_dir, log_dir)
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
