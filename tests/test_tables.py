@@ -89,6 +89,14 @@ def test_three_seeds_of_one_setting_are_one_row_with_n3(tmp_path, capsys):
     assert out.count("(n=") == 1
 
 
+def test_a_safety_switch_added_later_does_not_split_old_and_new_runs(tmp_path, capsys):
+    old = record("lora", task="sst2", value=0.8)  # recorded before eval.allow_code_execution existed
+    new = record("lora", task="rte", value=0.6, eval__allow_code_execution=False)
+    code, out = out_of(capsys, tmp_path, [old, new])
+    assert code == 0 and "allow_code_execution" not in out
+    assert "| all runs | 80.00 (n=1) | 60.00 (n=1) | 70.00 |" in out  # one row, both tasks
+
+
 def test_shared_sparsity_a_dense_method_ignored_does_not_split_its_row(tmp_path, capsys):
     # the README sweep: method=full,magnitude method.sparsity=0.5,0.9 -> full runs twice per seed, identically
     recs = []

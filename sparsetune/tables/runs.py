@@ -2,7 +2,9 @@
 
 Every setting is a dotted key of the recorded resolved `config`. The run's seed and run bookkeeping (paths,
 resume / overwrite, loggers, threads, save / logging intervals, eval batch sizes) are not settings: they never
-split a row. Records of scripts/prune_ppl.py (no `config`) get one built from their top-level fields.
+split a row (nor does a safety switch such as eval.allow_code_execution: it changes no number, only whether code
+tasks may run, and records from before it existed lack it). Records of scripts/prune_ppl.py (no `config`) get one
+built from their top-level fields.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ BOOKKEEPING = (
     "paths.*", "logger.*", "hydra.*",
     "hardware.num_threads", "hardware.dataloader_workers",
     "train.save_steps", "train.save_total_limit", "train.logging_steps", "train.eval_batch_size",
-    "eval.batch_size", "eval.work_dir", "eval.data_dir", "eval.files", "eval.files.*", "eval.perplexity.data_file",
+    "eval.batch_size", "eval.work_dir", "eval.allow_code_execution", "eval.data_dir", "eval.files", "eval.files.*", "eval.perplexity.data_file",
     "eval.perplexity.batch_size",
     "task.data_dir", "task.data_files", "task.data_files.*", "model.path", "salience.options.calibration.source",
 )
