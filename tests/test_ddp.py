@@ -74,8 +74,10 @@ def assert_same_run(ddp_job: Path, ddp: dict, single: dict) -> None:
     assert ddp["sparsity"]["zeros"] == single["sparsity"]["zeros"]
     ev_d, ev_s = ddp["metrics"]["eval"], single["metrics"]["eval"]
     assert ev_d["loss"] == pytest.approx(ev_s["loss"], abs=1e-4)
+    # the weights may differ by float reduction order (< 1e-5 above); a Pearson over near-constant predictions
+    # of an untrained tiny model moves by ~5e-6 from that alone, so metrics get the loss's tolerance
     for k in set(ev_s) - {"loss", "runtime", "samples_per_second", "steps_per_second"}:
-        assert ev_d[k] == pytest.approx(ev_s[k], abs=1e-6), k
+        assert ev_d[k] == pytest.approx(ev_s[k], abs=1e-4), k
     assert ddp["timing"]["steps"] == single["timing"]["steps"]
     steps_d = [h for h in ddp["train_log"] if "grad_norm" in h]
     steps_s = [h for h in single["train_log"] if "grad_norm" in h]
