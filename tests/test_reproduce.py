@@ -104,3 +104,17 @@ def test_a_spent_budget_still_reuses_completed_jobs(tmp_path, monkeypatch):
     manifest = rp.reproduce("spp-table5", "cpu", "/data", tmp_path, jobs=1, budget_minutes=5)
     assert [j["status"] for j in manifest["jobs"]] == ["interrupted", "not run", "not run", "completed"]
     assert manifest["jobs"][-1]["reused"] is True and manifest["jobs"][0]["earlier_attempt"] is True
+
+
+def test_an_nlg_table_stops_before_training_when_its_scorers_are_missing(tmp_path, monkeypatch):
+    import pytest
+
+    from sparsetune.evaluation import coco_caption
+    from sparsetune.tables import reproduce as rp
+
+    monkeypatch.setattr(coco_caption.shutil, "which", lambda name: None)  # no java
+    monkeypatch.setattr(rp, "run_job", lambda *a: (_ for _ in ()).throw(AssertionError("started a job")))
+    with pytest.raises(SystemExit, match="error: pst-table3 reports METEOR, ROUGE_L, CIDEr need pycocoevalcap and Java"):
+        rp.reproduce("pst-table3", "cpu", "/data", tmp_path, jobs=1)
+    assert not (tmp_path / "pst-table3").exists()  # nothing half-written
+    rp.reproduce("pst-table3", "cpu", "/data", tmp_path, jobs=1, dry=True)  # a dry run prints the jobs anyway

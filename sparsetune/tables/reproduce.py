@@ -101,6 +101,18 @@ def build_table(name: str, grid: Grid, runs_dir: Path) -> str:
     return out.stdout + (f"\n(make_table exit {out.returncode}: {out.stderr.strip()})\n" if out.returncode else "")
 
 
+NLG_TASKS = ("e2e", "dart", "webnlg")
+
+
+def check_scorers(name: str, job_list: list[list[str]]) -> None:
+    """A table that reports METEOR / ROUGE-L / CIDEr stops before its first job when their scorers are missing,
+    rather than after hours of training with those columns left empty."""
+    from ..evaluation.coco_caption import missing
+
+    if any(f"task={t}" in o for o in job_list for t in NLG_TASKS) and (reason := missing()):
+        raise SystemExit(f"error: {name} reports {reason}")
+
+
 def reproduce(name: str, scale: str, data: str, out_root: Path, jobs: int, dry: bool = False,
               budget_minutes: float | None = None) -> dict:
     """Run the table's grid (jobs at a time) and build its table. With `budget_minutes`, no job starts after
@@ -118,6 +130,7 @@ def reproduce(name: str, scale: str, data: str, out_root: Path, jobs: int, dry: 
         for o in job_list:
             print(shlex.join(["python", "train.py", *o]))
         return {"jobs": len(job_list)}
+    check_scorers(name, job_list)
     runs_dir.mkdir(parents=True, exist_ok=True)
     log_dir.mkdir(parents=True, exist_ok=True)
     started, t0, sha = time.strftime("%Y-%m-%dT%H:%M:%S%z"), time.time(), git_sha()  # the code the jobs start from

@@ -19,8 +19,8 @@ BOOKKEEPING = (
     "paths.*", "logger.*", "hydra.*",
     "hardware.num_threads", "hardware.dataloader_workers",
     "train.save_steps", "train.save_total_limit", "train.logging_steps", "train.eval_batch_size",
-    "eval.batch_size", "eval.work_dir", "eval.allow_code_execution", "eval.data_dir", "eval.files", "eval.files.*", "eval.perplexity.data_file",
-    "eval.perplexity.batch_size",
+    "eval.batch_size", "eval.work_dir", "eval.allow_code_execution", "eval.data_dir", "eval.files", "eval.files.*",
+    "eval.perplexity.data_file", "eval.perplexity.batch_size",
     "task.data_dir", "task.data_files", "task.data_files.*", "model.path", "salience.options.calibration.source",
 )
 MISSING = "—"  # shown for a setting a run does not have
