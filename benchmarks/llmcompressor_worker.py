@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 # llm-compressor's documented way to prune every Linear inside the decoder blocks (its examples' targets);
@@ -42,11 +41,10 @@ def main() -> int:
     from llmcompressor.modifiers.pruning import SparseGPTModifier, WandaPruningModifier
     from torch.utils.data import DataLoader
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from worker_io import load_calibration_ids, save_decoder_weights, timed
 
     torch.set_num_threads(args.threads)
-    ids = torch.load(args.calib)
-    if ids.dim() != 2 or ids.dtype != torch.long:
-        raise SystemExit(f"{args.calib}: expected an (nsamples, seqlen) int64 tensor, got {tuple(ids.shape)} {ids.dtype}")
+    ids = load_calibration_ids(args.calib)
     model = AutoModelForCausalLM.from_pretrained(args.model_dir, dtype=torch.float32).eval()
     tokenizer = AutoTokenizer.from_pretrained(args.model_dir)  # oneshot wants a processor even for ready ids
     rows = [{"input_ids": r, "attention_mask": torch.ones_like(r)} for r in ids]
@@ -57,16 +55,12 @@ def main() -> int:
     else:
         modifier = SparseGPTModifier(**common, block_size=args.blocksize, dampening_frac=args.percdamp)
 
-    wall0, cpu0 = time.perf_counter(), time.process_time()
-    oneshot(model=model, processor=tokenizer, dataset=loader, recipe=modifier, num_calibration_samples=ids.shape[0],
-            max_seq_length=ids.shape[1], batch_size=args.batch_size, shuffle_calibration_samples=False,
-            pipeline="sequential")
-    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    wall, cpu = timed(lambda: oneshot(
+        model=model, processor=tokenizer, dataset=loader, recipe=modifier, num_calibration_samples=ids.shape[0],
+        max_seq_length=ids.shape[1], batch_size=args.batch_size, shuffle_calibration_samples=False,
+        pipeline="sequential"))
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    weights = {n: p.detach().float().clone() for n, p in model.named_parameters()
-               if n.startswith("model.layers.") and p.dim() == 2}
-    torch.save(weights, args.out / "pruned_weights.pt")
+    save_decoder_weights(model, args.out)
     import compressed_tensors
     import transformers
 

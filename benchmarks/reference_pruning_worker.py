@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -49,11 +48,10 @@ def main() -> int:
     import torch
     import transformers
     from transformers import AutoModelForCausalLM
+    from worker_io import load_calibration_ids, save_decoder_weights, timed
 
     torch.set_num_threads(args.threads)
-    ids = torch.load(args.calib)
-    if ids.dim() != 2 or ids.dtype != torch.long:
-        raise SystemExit(f"{args.calib}: expected an (nsamples, seqlen) int64 tensor, got {tuple(ids.shape)} {ids.dtype}")
+    ids = load_calibration_ids(args.calib)
     sys.path.insert(0, str(args.repo.resolve()))
     from lib import prune as reference
 
@@ -77,15 +75,10 @@ def main() -> int:
     function = f"prune_{args.pruner}"
     prune = getattr(reference, function)
 
-    wall0, cpu0 = time.perf_counter(), time.process_time()
     # the tokenizer only reaches get_loaders, replaced above
-    prune(repo_args, model, None, torch.device("cpu"), prune_n=prune_n, prune_m=prune_m)
-    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    wall, cpu = timed(lambda: prune(repo_args, model, None, torch.device("cpu"), prune_n=prune_n, prune_m=prune_m))
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    weights = {n: p.detach().float().clone() for n, p in model.named_parameters()
-               if n.startswith("model.layers.") and p.dim() == 2}
-    torch.save(weights, args.out / "pruned_weights.pt")
+    save_decoder_weights(model, args.out)
     result = {
         "seconds": wall, "cpu_seconds": cpu, "threads": torch.get_num_threads(),
         "nsamples": int(ids.shape[0]), "seqlen": int(ids.shape[1]), "batch_size": 1,
