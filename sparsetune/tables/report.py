@@ -14,6 +14,7 @@ import shutil
 import statistics
 from collections import defaultdict
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 from ..objective import harness_accuracy
@@ -327,9 +328,7 @@ def table_records(results: Path, name: str) -> list[dict]:
     return best_of_search(load_records(results / name / "cpu"), spec.cpu.select_best if spec.cpu else None)
 
 
-def _when(stamp: str):
-    from datetime import datetime
-
+def _when(stamp: str) -> datetime:
     return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S%z")
 
 
