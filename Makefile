@@ -43,9 +43,12 @@ lock-upgrade:
 demo: setup
 	$(OFFLINE) $(PY) train.py
 
+# Tests run in parallel workers (pytest-xdist), one per core up to 4: each test holds one torch thread, and the suite
+# takes ~16 minutes in one process on 2 cores. PYTEST_WORKERS=0 runs it in this process (for pdb).
+PYTEST_WORKERS ?= auto
 test: setup  # the linter (the repository's ruff config), then every test; `make test PYTEST_ARGS='-m "not slow"'` for a quick loop
 	$(PY) -m ruff check .
-	$(OFFLINE) $(PY) -m pytest $(PYTEST_ARGS)
+	$(OFFLINE) $(PY) -m pytest -n $(PYTEST_WORKERS) --maxprocesses=4 $(PYTEST_ARGS)
 
 # Parameter counts of the papers' models from their configs alone (meta device, no weights).
 dry-runs: setup
