@@ -8,6 +8,7 @@ Each `check(cfg)` raises ValueError saying what is allowed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from omegaconf import MISSING
 
@@ -120,6 +121,9 @@ class MethodConfig:
     target_modules: list[str] | None = None
     # methods that prune nothing accept a sweep's shared method.sparsity and record it as not applicable
     sparsity: float | None = None
+    # the optional config groups the method reads: the others (composed by default) change nothing in its runs,
+    # so a table does not show them for its rows (LoRA has no salience metric, full fine-tuning no mask schedule)
+    reads: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def check(cls, cfg) -> None:
@@ -141,6 +145,8 @@ class SparseMethodConfig(MethodConfig):
 @dataclass
 class ScheduledMaskConfig(SparseMethodConfig):
     """MaP, MvP and PST: masks follow a sparsity schedule during training."""
+
+    reads: ClassVar[tuple[str, ...]] = ("mask_schedule",)
 
     @classmethod
     def check(cls, cfg) -> None:
@@ -193,6 +199,7 @@ class PSTConfig(ScheduledMaskConfig):
 
 @dataclass
 class SpeftConfig(MethodConfig):
+    reads: ClassVar[tuple[str, ...]] = ("salience", "mask_schedule")  # the metric; static or dynamic selection
     targets: str = "attention"
     match_lora_rank: int | None = 8  # select LoRA rank-r's trainable count r*(in+out) per target; null = use density
     density: float | None = None  # fraction of the target weights to adapt (with match_lora_rank=null)
@@ -254,6 +261,8 @@ class PissaMethodConfig(LoraMethodConfig):
 @dataclass
 class OneShotPruneConfig(SparseMethodConfig):
     """Method config fields of methods that start from a one-shot pruned model (SPP, LoRA*)."""
+
+    reads: ClassVar[tuple[str, ...]] = ("salience", "mask_schedule")  # the pruner and its calibration; oneshot
 
     sparsity: float | None = 0.5  # fraction of zeros (unstructured); null or 1-N/M with an N:M pattern
     pattern: str = "unstructured"  # unstructured | N:M = N weights kept in every M (2:4, 4:8, 2:8)

@@ -13,6 +13,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..method_schemas import METHOD_SCHEMAS
+
 # Keys that never distinguish two runs (fnmatch patterns over the flattened config).
 BOOKKEEPING = (
     "seed", "dry_run", "resume", "overwrite", "force_resume", "export", "objective", "run_dir",
@@ -24,6 +26,7 @@ BOOKKEEPING = (
     "task.data_dir", "task.data_files", "task.data_files.*", "model.path", "salience.options.calibration.source",
 )
 MISSING = "—"  # shown for a setting a run does not have
+OPTIONAL_GROUPS = ("salience", "mask_schedule")  # composed into every run, read only by some methods
 
 
 @dataclass
@@ -85,6 +88,12 @@ def legacy_config(record: dict) -> dict:
     }
 
 
+def unread_groups(method: str | None) -> tuple[str, ...]:
+    """Config groups a run composes by default but its method never reads (LoRA's salience metric)."""
+    schema = METHOD_SCHEMAS.get(method)
+    return tuple(g for g in OPTIONAL_GROUPS if g not in schema.reads) if schema else ()
+
+
 def make_run(path: Path, record: dict) -> Run:
     if "config" not in record:
         record = {**record, "config": legacy_config(record)}
@@ -92,6 +101,8 @@ def make_run(path: Path, record: dict) -> Run:
     flat = {k: v for k, v in flatten(cfg).items() if not is_bookkeeping(k)}
     if (record.get("method") or {}).get("sparsity_note"):  # a method that prunes nothing ignored method.sparsity
         flat.pop("method.sparsity", None)
+    for group in unread_groups((cfg.get("method") or {}).get("name")):
+        flat = {k: v for k, v in flat.items() if not k.startswith(group + ".")}
     task = (cfg.get("task") or {}).get("name")
     seed = cfg.get("seed", (record.get("env") or {}).get("seed"))
     return Run(path=path, record=record, settings=flat, seed=seed, task=task, mtime=path.stat().st_mtime)
