@@ -39,11 +39,15 @@ def versions() -> dict[str, str | None]:
     return out
 
 
-def env_record(seed: int, device: str) -> dict:
+def env_record(seed: int, device: str, started_at_sha: str | None) -> dict:
+    """`started_at_sha`: git_sha() when the attempt started. The checkout can move under a long job; then the
+    record also says where it stood at the end (`git_sha_at_end`)."""
     import torch  # here, not at the top: the CLI writes records of bad input before torch loads
 
+    now = git_sha()
     return {
-        "git_sha": git_sha(), "python": sys.version.split()[0], "platform": platform.platform(),
+        "git_sha": started_at_sha, **({"git_sha_at_end": now} if now != started_at_sha else {}),
+        "python": sys.version.split()[0], "platform": platform.platform(),
         "packages": versions(), "device": device, "seed": seed, "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "argv": sys.argv,

@@ -82,6 +82,7 @@ def _run_claimed(cfg: DictConfig, run_dir: Path, callbacks: list) -> dict:
             print(f"{run_dir} is already completed: returning its recorded result (overwrite=true runs it again)", flush=True)
         return plan.previous
     result = run_dirs.start_record(plan, run_dir, config)
+    code_version = records.git_sha()  # now: the checkout may move while a long job runs
     result["launch"] = records.launch_record(int(cfg.train.batch_size), int(cfg.train.grad_accum))
     progress = Progress()
     started = False  # whether this attempt's record is in the dir (before that, a refused resume leaves it alone)
@@ -97,7 +98,7 @@ def _run_claimed(cfg: DictConfig, run_dir: Path, callbacks: list) -> dict:
         started = True
         setup_process(cfg, run_dir)
         result.update(dry_run(cfg, method) if cfg.dry_run else train_and_export(cfg, method, run_dir, callbacks, progress))
-        result.update(status="completed", ended=_now(), env=records.env_record(cfg.seed, cfg.hardware.device))
+        result.update(status="completed", ended=_now(), env=records.env_record(cfg.seed, cfg.hardware.device, code_version))
 
         def finish():
             records.write_results(run_dir, result)

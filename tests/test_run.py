@@ -33,6 +33,20 @@ def test_tiny_run_writes_the_full_record(tiny_cfg, tmp_path):
     assert (tmp_path / "model" / "model.safetensors").is_file()
 
 
+def test_record_names_the_code_the_run_started_from(tiny_cfg, tmp_path, monkeypatch):
+    """A long job outlives a checkout that moves under it: env.git_sha is the commit at its start, and the record
+    says where the checkout stood at the end."""
+    from sparsetune import records
+
+    shas = iter(["a" * 40, "b" * 40])
+    monkeypatch.setattr(records, "git_sha", lambda: next(shas))
+    rec = run(tiny_cfg("method=full", "train.max_steps=2"), tmp_path)
+    assert rec["env"]["git_sha"] == "a" * 40 and rec["env"]["git_sha_at_end"] == "b" * 40
+    monkeypatch.setattr(records, "git_sha", lambda: "c" * 40)
+    rec = run(tiny_cfg("method=full", "train.max_steps=2"), tmp_path / "still")
+    assert rec["env"]["git_sha"] == "c" * 40 and "git_sha_at_end" not in rec["env"]
+
+
 def test_glue_original_layout_run(tiny_cfg, tmp_path):
     sst = tmp_path / "glue" / "SST-2"
     sst.mkdir(parents=True)

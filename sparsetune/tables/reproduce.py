@@ -20,6 +20,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from ..records import git_sha
 from .grids import TABLES, Grid
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,13 +82,6 @@ def run_job(overrides: list[str], run_dir: Path, log_dir: Path) -> dict:
     status = recorded_status(run_dir) or "no record"
     return {"dir": str(run_dir), "overrides": overrides, "exit_code": rc, "status": status,
             "seconds": round(time.time() - t0, 1)}
-
-
-def git_sha() -> str | None:
-    out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True).stdout.strip()
-    return (out.stdout.strip() + ("-dirty" if dirty else "")) or None
 
 
 def build_table(name: str, grid: Grid, runs_dir: Path) -> str:
