@@ -113,15 +113,17 @@ def test_shared_sparsity_a_dense_method_ignored_does_not_split_its_row(tmp_path,
 
 def test_settings_a_method_never_reads_are_not_shown_for_its_rows(tmp_path, capsys):
     # a sweep method=speft,lora salience=magnitude,gradient: LoRA composes a salience metric and a mask schedule it
-    # never reads, so its row shows neither, and its two identical runs are one setting (the later one kept)
+    # never reads, so its row shows neither, and its two identical runs are one setting (the later one kept);
+    # the schedule only SPEFT reads is the same for all its runs: said once above the table, not a column
     recs = [record("speft", salience__name=s, value=v, mask_schedule__name="static")
             for s, v in (("magnitude", 0.6), ("gradient", 0.8))]
     recs += [record("lora", salience__name=s, value=0.7, mask_schedule__name="static") for s in ("magnitude", "gradient")]
     code, out = out_of(capsys, tmp_path, recs)
     assert code == 0
-    assert "| lora | — | — | 70.00 (n=1) |" in out
-    assert "| speft | gradient | static | 80.00 (n=1) |" in out and "| speft | magnitude | static | 60.00 (n=1) |" in out
-    assert out.count("(n=") == 3
+    assert "| lora | — | 70.00 (n=1) |" in out
+    assert "| speft | gradient | 80.00 (n=1) |" in out and "| speft | magnitude | 60.00 (n=1) |" in out
+    assert out.count("(n=") == 3 and "distinct value of method.name, salience.name (" in out
+    assert "mask_schedule.name=static (the methods that read it)" in line_starting(out, "Same in every row")
 
 
 def test_failed_run_is_listed_not_averaged(tmp_path, capsys):

@@ -66,6 +66,7 @@ class Table:
     rows: list[Row]
     apart: list[NotAveraged]
     constant: dict = field(default_factory=dict)
+    partly_read: set[str] = field(default_factory=set)  # constant settings that some rows' methods never read
     per_task: dict[str, dict] = field(default_factory=dict)  # setting -> {task: value}
     notes: list[str] = field(default_factory=list)
     paper: PubTable | None = None
@@ -136,7 +137,8 @@ def key_paths(runs: list[Run], columns: list[Column], skip: set[str], per_task: 
     for k in sorted(set().union(*(r.settings for r in runs))):
         if k in skip:
             continue
-        values = {r.settings.get(k, MISSING) for r in runs}  # absent counts: a run recorded before an option existed
+        # absent counts (a run recorded before an option existed), but not where the run's method never reads it
+        values = {r.settings.get(k, MISSING) for r in runs if r.reads(k)}
         if len(values) < 2 and not (k == "task.name" and task_is_row):
             continue
         by_task: dict = defaultdict(set)
@@ -262,9 +264,15 @@ def build_table(runs: list[Run], apart: list[NotAveraged], paper: PubTable | Non
         rows.append(row)
     order = {id(r): i for i, r in enumerate(paper.rows)} if paper else {}
     rows.sort(key=lambda r: (order.get(id(r.published), len(order)), [sort_value(v) for v in r.key]))
-    constant = {k: runs[0].settings[k] for k in IDENTITY if runs and k not in paths and k in runs[0].settings
-                and len({r.settings.get(k, MISSING) for r in runs}) == 1}
+    constant, partly_read = {}, set()
+    for k in IDENTITY:
+        readers = [r for r in runs if r.reads(k)]
+        values = {r.settings.get(k, MISSING) for r in readers}
+        if k not in paths and len(values) == 1 and k in readers[0].settings:
+            constant[k] = readers[0].settings[k]
+            if len(readers) < len(runs):  # mask_schedule.name=cubic, but full fine-tuning has no schedule
+                partly_read.add(k)
     models = dict.fromkeys((r.config.get("model") or {}).get("name") for r in runs)
     compared = list(dict.fromkeys(paper.block_for(m) for m in models)) if paper else []
     return Table(key_paths=paths, columns=columns, rows=rows, apart=apart, constant=constant, per_task=column_settings,
-                 notes=notes, paper=paper, compared_models=compared)
+                 notes=notes, paper=paper, compared_models=compared, partly_read=partly_read)

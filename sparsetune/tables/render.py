@@ -126,7 +126,9 @@ def header(table: Table) -> list[str]:
     else:
         out.append("Rows: every run has the same settings (± is the sample std over seeds, n the number of seeds).")
     if table.constant:
-        out.append("Same in every row: " + ", ".join(f"{k}={fmt_setting(v)}" for k, v in table.constant.items()) + ".")
+        out.append("Same in every row: " + ", ".join(
+            f"{k}={fmt_setting(v)}" + (" (the methods that read it)" if k in table.partly_read else "")
+            for k, v in table.constant.items()) + ".")
     if table.per_task:
         parts = [f"{k} ({', '.join(f'{t}={fmt_setting(v)}' for t, v in sorted(d.items(), key=lambda kv: str(kv[0])))})"
                  for k, d in table.per_task.items() if not k.startswith("task.") or k in TASK_SIZES]

@@ -37,6 +37,11 @@ class Run:
     seed: int | None = None
     task: str | None = None
     mtime: float = 0.0
+    unread: tuple[str, ...] = ()  # config groups its method never reads (left out of `settings`)
+
+    def reads(self, key: str) -> bool:
+        """Whether this run's method reads the setting `key` (a salience key of a LoRA run: no)."""
+        return key.split(".", 1)[0] not in self.unread
 
     @property
     def config(self) -> dict:
@@ -101,11 +106,11 @@ def make_run(path: Path, record: dict) -> Run:
     flat = {k: v for k, v in flatten(cfg).items() if not is_bookkeeping(k)}
     if (record.get("method") or {}).get("sparsity_note"):  # a method that prunes nothing ignored method.sparsity
         flat.pop("method.sparsity", None)
-    for group in unread_groups((cfg.get("method") or {}).get("name")):
-        flat = {k: v for k, v in flat.items() if not k.startswith(group + ".")}
+    unread = unread_groups((cfg.get("method") or {}).get("name"))
+    flat = {k: v for k, v in flat.items() if k.split(".", 1)[0] not in unread}
     task = (cfg.get("task") or {}).get("name")
     seed = cfg.get("seed", (record.get("env") or {}).get("seed"))
-    return Run(path=path, record=record, settings=flat, seed=seed, task=task, mtime=path.stat().st_mtime)
+    return Run(path=path, record=record, settings=flat, seed=seed, task=task, mtime=path.stat().st_mtime, unread=unread)
 
 
 def find_records(paths: list[str]) -> tuple[list[Path], list[Path]]:
