@@ -2,9 +2,9 @@
 
 The tasks stay lm-eval's: prompts, stop sequences, greedy decoding, few-shot examples, the filter that joins
 prompt and completion, and the metric functions in their utils.py. Only the code_eval metric those utils fetch
-from the hub at import (`evaluate.load("code_eval")`) is answered by `code_execution.CodeEval`: the utils are
-imported here, through lm-eval's own module cache, with `evaluate.load` answering that one name; lm-eval's
-task loader then finds the module cached (same path and mtime) and uses it as is.
+from the hub at import (`evaluate.load("code_eval")`) is answered by `code_execution.CodeEval`: the harness
+runs inside `code_eval_scope`, where `evaluate.load` answers that one name, so lm-eval's task loader imports the
+utils (public path, no private loader) with the local backend.
 
 Opt-in: the programs a model writes run on this machine, so eval.allow_code_execution=true is required (checked
 before training; it enables the local backend and passes lm-eval's confirm_run_unsafe_code, without setting
@@ -53,20 +53,21 @@ def local_code_eval(backend):
         evaluate.load = original
 
 
-def prepare_code_tasks(tasks) -> dict:
-    """Opt in for the code tasks among `tasks` and import their lm-eval utils with the local code_eval.
-    Returns what results.json records about the execution ({} when there is no code task)."""
-    from lm_eval.tasks._yaml_loader import _load_module_with_cache
+@contextlib.contextmanager
+def code_eval_scope(tasks):
+    """Around lm-eval's task loading and evaluation: with code tasks among `tasks` (the opt-in was checked before
+    training), their utils' evaluate.load('code_eval') gets the local backend. Yields what results.json records
+    about the execution, given the tasks that ran: `record(runnable)`."""
+    if not code_tasks(tasks):
+        yield lambda runnable: {}
+        return
+    backend = CodeEval(allowed=True)
 
-    from .local_tasks import lm_eval_tasks_dir
+    def record(runnable) -> dict:
+        families = sorted({family_of(t) for t in code_tasks(runnable)})
+        return {"backend": "sparsetune.evaluation.code_execution.CodeEval (evaluate's code_eval interface, local)",
+                "timeout_s": backend.timeout, "isolation": "one `python -I` subprocess per program, own temp dir",
+                "families": families} if families else {}
 
-    families = sorted({family_of(t) for t in code_tasks(tasks)})
-    if not families:
-        return {}
-    backend = CodeEval(allowed=True)  # check_code_execution refused the run before training without the opt-in
     with local_code_eval(backend):
-        for family in families:
-            _load_module_with_cache((lm_eval_tasks_dir() / FAMILIES[family]).resolve())
-    return {"backend": "sparsetune.evaluation.code_execution.CodeEval (evaluate's code_eval interface, local)",
-            "timeout_s": backend.timeout, "isolation": "one `python -I` subprocess per program, own temp dir",
-            "families": families}
+        yield record

@@ -13,7 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from ..hub import hub_reachable
-from .code_tasks import prepare_code_tasks
+from .code_tasks import code_eval_scope
 from .local_tasks import LOCAL_TASK_NAMES, TASKS, build_local_suite, lm_eval_tasks_dir
 
 log = logging.getLogger(__name__)
@@ -138,6 +138,11 @@ def collect(results: dict) -> tuple[dict, dict]:
 
 def run_harness(model, tokenizer, ecfg, work_dir: str | Path) -> dict:
     """Evaluate `ecfg.tasks`; returns {"harness", "harness_subtasks", "harness_settings"}."""
+    with code_eval_scope(list(ecfg.tasks)) as code_record:  # eval.allow_code_execution was checked before training
+        return evaluate_tasks(model, tokenizer, ecfg, work_dir, code_record)
+
+
+def evaluate_tasks(model, tokenizer, ecfg, work_dir: str | Path, code_record) -> dict:
     import lm_eval
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
@@ -157,7 +162,7 @@ def run_harness(model, tokenizer, ecfg, work_dir: str | Path) -> dict:
     else:
         runnable, manager = tasks, TaskManager()
 
-    code_execution = prepare_code_tasks(runnable)  # eval.allow_code_execution was checked before training
+    code_execution = code_record(runnable)
     max_length = effective_max_length(model, ecfg.max_length)
     lm = make_lm(model, tokenizer, int(ecfg.batch_size), max_length) if runnable else None
     max_gen_toks = ecfg.get("max_gen_toks")
