@@ -149,3 +149,29 @@ def test_the_report_dates_the_runs_from_their_own_records(tmp_path):
     text = write_report(results, doc).read_text()
     assert ("- runs: 2 completed run(s) made between 2026-12-02 10:00 and 2026-12-03 09:10 UTC at git 1111111, "
             "2222222; 30 min of job time in all") in text
+
+
+def test_pst_nlg_and_ablation_claims(tmp_path):
+    """pst-table3 compares BLEU as recorded (0-100 already, not x100); pst-table5 the full score to each term alone."""
+    def nlg(method, bleu):
+        r = rec(method, 0.9 if method != "full" else None, "e2e", None)
+        r["config"]["task"]["main_metric"] = "generation.BLEU"
+        r["metrics"] = {"eval": {"loss": 2.5}, "generation": {"BLEU": bleu, "METEOR": 40.0}}
+        return r
+
+    def ablation(terms, acc):
+        r = rec("pst", 0.9, "sst2", acc)
+        r["config"]["method"]["score_terms"] = list(terms)
+        return r
+
+    outputs, results = tmp_path / "outputs", tmp_path / "results"
+    write_table_dir(outputs, "pst-table3", [nlg("full", 61.2), nlg("magnitude", 0.0), nlg("movement", 0.1), nlg("pst", 55.0)])
+    write_table_dir(outputs, "pst-table5", [ablation(("magnitude", "lowrank", "structured"), 0.54),
+                                            ablation(("magnitude",), 0.76), ablation(("lowrank",), 0.53)])
+    collect(outputs, results)
+    text = write_report(results, tmp_path / "docs" / "REPRODUCTION.md").read_text()
+    assert "PST >= MaP at 90 % (BLEU): holds (55.00 vs 0.00 over 1 task(s))" in text
+    assert "full FT >= PST at 90 % (BLEU, the dense upper bound): holds (61.20 vs 55.00 over 1 task(s))" in text
+    assert "the full score >= |W0+βUV| alone: **does not hold** (54.00 vs 76.00 over 1 task(s))" in text
+    assert "the full score >= α1·AB alone: holds (54.00 vs 53.00 over 1 task(s))" in text
+    assert "α2·(R+C) alone" not in text  # not run: not claimed either way
