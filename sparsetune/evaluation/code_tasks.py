@@ -16,7 +16,7 @@ import contextlib
 
 from .code_execution import ALLOW_ENV, CodeEval
 
-FAMILIES = {"humaneval": "humaneval/utils.py", "mbpp": "mbpp/utils.py"}  # task family -> the utils that load code_eval
+FAMILIES = ("humaneval", "mbpp")  # lm-eval task families whose utils.py load code_eval at import
 
 
 def family_of(task: str) -> str | None:
