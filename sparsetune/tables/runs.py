@@ -106,11 +106,12 @@ def make_run(path: Path, record: dict) -> Run:
     flat = {k: v for k, v in flatten(cfg).items() if not is_bookkeeping(k)}
     if (record.get("method") or {}).get("sparsity_note"):  # a method that prunes nothing ignored method.sparsity
         flat.pop("method.sparsity", None)
-    unread = unread_groups((cfg.get("method") or {}).get("name"))
-    flat = {k: v for k, v in flat.items() if k.split(".", 1)[0] not in unread}
     task = (cfg.get("task") or {}).get("name")
     seed = cfg.get("seed", (record.get("env") or {}).get("seed"))
-    return Run(path=path, record=record, settings=flat, seed=seed, task=task, mtime=path.stat().st_mtime, unread=unread)
+    run = Run(path=path, record=record, seed=seed, task=task, mtime=path.stat().st_mtime,
+              unread=unread_groups((cfg.get("method") or {}).get("name")))
+    run.settings = {k: v for k, v in flat.items() if run.reads(k)}
+    return run
 
 
 def find_records(paths: list[str]) -> tuple[list[Path], list[Path]]:
