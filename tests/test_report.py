@@ -59,7 +59,7 @@ def test_report_states_commands_claims_figures_and_what_was_not_run(tmp_path):
         if name not in ("pst-table2", "pst-figure3"):
             assert f"## {name}:" in text
     assert "**Not run yet at CPU scale.** `make speft-table1`" in text
-    assert "**No CPU miniature**: no CPU-sized math model" in text  # speft-table3
+    assert "**No CPU miniature**: the CPU miniature is speft-table1's" in text  # speft-table9
 
 
 def test_claims_compare_each_setting_at_its_best_searched_lr(tmp_path):
@@ -175,3 +175,32 @@ def test_pst_nlg_and_ablation_claims(tmp_path):
     assert "the full score >= |W0+βUV| alone: **does not hold** (54.00 vs 76.00 over 1 task(s))" in text
     assert "the full score >= α1·AB alone: holds (54.00 vs 53.00 over 1 task(s))" in text
     assert "α2·(R+C) alone" not in text  # not run: not claimed either way
+
+
+def test_gsm8k_and_mmlu_table_claims(tmp_path):
+    def gsm8k(method, flexible, salience="magnitude", steps=40):
+        r = rec(method, None, "gsm8k", None, steps=steps)
+        r["config"]["salience"]["name"] = salience
+        r["config"]["task"]["main_metric"] = "gsm8k.flexible_extract"
+        r["metrics"] = {"gsm8k": {"flexible_extract": flexible, "strict_match": 0.0}}
+        return r
+
+    def mmlu(salience, acc, steps):
+        r = rec("spp", 0.5, "alpaca", None, steps=steps)
+        r["config"]["salience"]["name"] = salience
+        r["config"]["method"]["pattern"] = "unstructured"
+        r["metrics"] = {"harness": {"mmlu": {"acc": acc}}}
+        return r
+
+    outputs, results = tmp_path / "outputs", tmp_path / "results"
+    write_table_dir(outputs, "speft-table3", [gsm8k("full", 0.05, steps=0), gsm8k("speft", 0.10, "gradient"),
+                                              gsm8k("speft", 0.15), gsm8k("lora", 0.10)])
+    write_table_dir(outputs, "spp-table6", [mmlu("wanda", 0.26, 40), mmlu("wanda", 0.24, 0)])
+    collect(outputs, results)
+    text = write_report(results, tmp_path / "docs" / "REPRODUCTION.md").read_text()
+    assert "gradient SPEFT >= the pretrained model: holds (10.00 vs 5.00 over 1 task(s))" in text
+    assert "gradient salience >= magnitude salience: **does not hold** (10.00 vs 15.00 over 1 task(s))" in text
+    assert "gradient SPEFT >= LoRA at equal budget: holds (10.00 vs 10.00 over 1 task(s))" in text
+    sec = text[text.index("## spp-table6"):]
+    assert "SPP recovers accuracy after wanda unstructured pruning: holds (26.00 vs 24.00 over 1 task(s))" in sec
+    assert "perplexity" not in sec.split("## spp-table7")[0].lower().split("claims")[-1]  # MMLU only: no perplexity claim

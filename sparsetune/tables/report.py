@@ -138,6 +138,23 @@ def spp_vs_lora_star(rs: list[dict], pattern: str) -> list[tuple]:
                   higher_is_better=False)]
 
 
+def speft_vs_baselines(rs: list[dict]) -> list[tuple]:
+    """SPEFT's headline (Tables 1-3): gradient salience ahead of magnitude, and of LoRA at the same budget."""
+    gradient = at("speft", salience="gradient")
+    return [claim("gradient salience >= magnitude salience", rs, gradient, at("speft", salience="magnitude")),
+            claim("gradient SPEFT >= LoRA at equal budget", rs, gradient, at("lora"))]
+
+
+def spp_recovers(rs: list[dict], patterns: tuple[str, ...], perplexity_too: bool) -> list[tuple]:
+    """SPP trained after one-shot pruning against the same pruned model untrained, per pruner and pattern."""
+    pairs = [(p, pat, at("spp", salience=p, pattern=pat, trained=True), at("spp", salience=p, pattern=pat, trained=False))
+             for p in ("wanda", "sparsegpt") for pat in patterns]
+    return [claim(f"SPP recovers accuracy after {p} {pat} pruning", rs, trained, pruned)
+            for p, pat, trained, pruned in pairs] + [
+        claim(f"SPP lowers WikiText-2 perplexity after {p} {pat}", rs, trained, pruned, perplexity, higher_is_better=False)
+        for p, pat, trained, pruned in pairs if perplexity_too]
+
+
 PST_TERMS = ("magnitude", "lowrank", "structured")  # S = |W0 + βUV| + α1·AB + α2·(R + C)
 CLAIMS: dict[str, Callable[[list[dict]], list[tuple]]] = {
     "pst-table2": lambda rs: [
@@ -158,24 +175,19 @@ CLAIMS: dict[str, Callable[[list[dict]], list[tuple]]] = {
     "pst-figure3": lambda rs: [
         claim("PST >= MaP at the highest sparsity", rs, at("pst", 0.95), at("magnitude", 0.95)),
     ],
-    "speft-table1": lambda rs: [
-        claim("gradient salience >= magnitude salience", rs, at("speft", salience="gradient"), at("speft", salience="magnitude")),
-        claim("gradient SPEFT >= LoRA at equal budget", rs, at("speft", salience="gradient"), at("lora")),
+    "speft-table1": speft_vs_baselines,
+    "speft-table2": speft_vs_baselines,
+    "speft-table3": lambda rs: [
+        *speft_vs_baselines(rs),
+        claim("gradient SPEFT >= the pretrained model", rs, at("speft", salience="gradient"), at("full", trained=False)),
     ],
     "speft-table4": lambda rs: [
         claim("static >= dynamic masks (global)", rs, at("speft", schedule="static", scope="global"),
               at("speft", schedule="dynamic", scope="global")),
     ],
-    **{name: (lambda rs: [
-        claim(f"SPP recovers accuracy after {p} {pat} pruning", rs, at("spp", salience=p, pattern=pat, trained=True),
-              at("spp", salience=p, pattern=pat, trained=False))
-        for p in ("wanda", "sparsegpt") for pat in ("unstructured", "2:4", "2:8")
-    ] + [
-        claim(f"SPP lowers WikiText-2 perplexity after {p} {pat}",
-              rs, at("spp", salience=p, pattern=pat, trained=True), at("spp", salience=p, pattern=pat, trained=False),
-              perplexity, higher_is_better=False)
-        for p in ("wanda", "sparsegpt") for pat in ("unstructured", "2:4", "2:8")
-    ]) for name in ("spp-table2", "spp-table3")},
+    **{name: (lambda rs: spp_recovers(rs, ("unstructured", "2:4", "2:8"), perplexity_too=True))
+       for name in ("spp-table2", "spp-table3")},
+    "spp-table6": lambda rs: spp_recovers(rs, ("unstructured", "2:4"), perplexity_too=False),
     "spp-table5": lambda rs: [c for pat in ("unstructured", "2:8") for c in spp_vs_lora_star(rs, pat)],
     "spp-figure1": lambda rs: [c for pat in ("unstructured", "2:8") for c in [
         *spp_vs_lora_star(rs, pat),
