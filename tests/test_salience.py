@@ -189,6 +189,29 @@ def test_synflow_closed_form_two_layer_relu_and_restores_the_model():
     assert not l1._forward_hooks and not net.body[1]._forward_hooks
 
 
+class Gated(nn.Module):
+    """A SwiGLU-style block: silu(gate(x)) * up(x); linearised, it is the product of two linear paths."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.gate, self.up, self.act = TargetLinear(nn.Linear(width, width)), TargetLinear(nn.Linear(width, width)), nn.SiLU()
+
+    def forward(self, x):
+        return self.act(self.gate(x)) * self.up(x)
+
+
+def test_synflow_on_a_deep_gated_network_says_why_it_overflows():
+    torch.manual_seed(0)
+    net = Net(*[Gated(8) for _ in range(12)])  # the flow's degree doubles per block: 2**12 over float64's range
+    layers = {f"b{i}.{k}": getattr(b, k) for i, b in enumerate(net.body) for k in ("gate", "up")}
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    with pytest.raises(ValueError, match="overflowed in torch.float64; float64 is the widest: .* gated MLP"):
+        synaptic_flow(net, layers, None, {"dtype": "float64"}, {"synflow_grad"})
+    with pytest.raises(ValueError, match="overflowed in torch.float32; use salience.options.dtype=float64"):
+        synaptic_flow(net, layers, None, {"dtype": "float32"}, {"synflow_grad"})
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())  # signs restored after the error
+
+
 def test_synflow_linearises_layernorm_to_its_affine_part():
     torch.manual_seed(0)
     net = Net(TargetLinear(nn.Linear(3, 4)), nn.LayerNorm(4), nn.GELU(), TargetLinear(nn.Linear(4, 2, bias=False)))

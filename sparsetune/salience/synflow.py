@@ -6,7 +6,9 @@ The network is linearised for the duration of one forward/backward, and everythi
   part (x * weight + bias): an all-ones input would make LayerNorm's centred input zero and cut the flow;
   this is done with forward hooks on those module instances, not by patching torch globally;
 - the model runs in float64 (salience.options.dtype), since the product of |theta| over a deep
-  network overflows float32; eval mode, so dropout is off;
+  network overflows float32; eval mode, so dropout is off. A gated MLP (SwiGLU in LLaMA / SmolLM2 / Qwen,
+  GeGLU in Gemma) linearised is the product of two linear paths, so the flow's degree doubles per layer and
+  overflows even float64 on a 30-layer model: that is a clear error, not an inf-ranked mask;
 - attention runs eager: torch's sdpa backward on CPU returns query/key gradients of +-1e102 on MiniLM-L6's
   linearised float64 network where the exact value is 0 (a single token attends only to itself), which swamps
   every real score (and overflowed to inf in real runs); eager attention gives the exact 0.
@@ -148,7 +150,10 @@ def synaptic_flow(model: nn.Module, layers: Mapping[str, nn.Module], batches: Se
         return {}
     peak = max(float(g.max()) for g in grads.values())
     if not torch.isfinite(torch.tensor(peak)):
-        raise ValueError("synflow overflowed; use salience.options.dtype=float64")
+        hint = ("use salience.options.dtype=float64" if dtype != torch.float64 else
+                "float64 is the widest: with activations linearised a gated MLP (SwiGLU, GeGLU) multiplies two linear "
+                "paths, so the flow's degree doubles at every layer and a deep gated model has no finite SynFlow score")
+        raise ValueError(f"synflow overflowed in {dtype}; {hint}")
     scale = peak if peak > 0 else 1.0
     return {name: {"synflow_grad": (g / scale).float()} for name, g in grads.items()}
 
