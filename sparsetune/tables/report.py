@@ -21,7 +21,7 @@ from ..objective import harness_accuracy
 from .build import SHORT_NAMES
 from .columns import lookup
 from .grids import TABLES
-from .reproduce import build_table, expand
+from .reproduce import ROOT, build_table, expand
 
 
 # ---- collecting ---------------------------------------------------------------------------------
@@ -426,7 +426,8 @@ def section(name: str, results: Path, figures: Path, doc_dir: Path) -> list[str]
     notes = table_dir / "notes.md"  # the analysis of a claim that does not hold: written by a person, citing records
     if notes.exists():
         lines += ["**What we think, and what we measured:**", "", notes.read_text().strip(), ""]
-    table = build_table(name, spec.cpu, table_dir / "runs")
+    runs = (table_dir / "runs").resolve()  # repository-relative when inside it: the report reads the same anywhere
+    table = build_table(name, spec.cpu, runs.relative_to(ROOT) if runs.is_relative_to(ROOT) else runs)
     (table_dir / "table.md").write_text(table)
     lines += [table.strip(), ""]
     return lines
