@@ -212,6 +212,18 @@ def test_synflow_on_a_deep_gated_network_says_why_it_overflows():
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())  # signs restored after the error
 
 
+def test_synflow_keeps_rmsnorm_a_normaliser_so_a_deep_gated_network_stays_finite():
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm
+
+    torch.manual_seed(0)
+    net = Net(*[m for _ in range(12) for m in (LlamaRMSNorm(8), Gated(8))])  # pre-norm blocks, as in LLaMA
+    layers = {f"b{i}.{k}": getattr(b, k) for i, b in enumerate(net.body) if isinstance(b, Gated) for k in ("gate", "up")}
+    stats = synaptic_flow(net, layers, None, {"dtype": "float64"}, {"synflow_grad"})
+    flow = torch.cat([v["synflow_grad"].flatten() for v in stats.values()])
+    assert torch.isfinite(flow).all() and flow.abs().max() == 1.0
+    assert all(v["synflow_grad"].abs().max() > 0 for v in stats.values())  # every layer gets flow, none is cut
+
+
 def test_synflow_linearises_layernorm_to_its_affine_part():
     torch.manual_seed(0)
     net = Net(TargetLinear(nn.Linear(3, 4)), nn.LayerNorm(4), nn.GELU(), TargetLinear(nn.Linear(4, 2, bias=False)))

@@ -2,13 +2,15 @@
 
 The network is linearised for the duration of one forward/backward, and everything is restored after:
 - every parameter is replaced by its absolute value (signs saved as bit masks and restored exactly);
-- element-wise activation modules become the identity and normalisation layers keep only their affine
-  part (x * weight + bias): an all-ones input would make LayerNorm's centred input zero and cut the flow;
-  this is done with forward hooks on those module instances, not by patching torch globally;
+- element-wise activation modules become the identity and LayerNorms keep only their affine part
+  (x * weight + bias): an all-ones input would make LayerNorm's centred input zero and cut the flow;
+  this is done with forward hooks on those module instances, not by patching torch globally. RMSNorm does not
+  centre, so it stays a normaliser, as in the reference (which linearises activations only): that also keeps
+  a gated MLP's flow finite (see below) and Gemma's (1 + weight) scale right;
 - the model runs in float64 (salience.options.dtype), since the product of |theta| over a deep
   network overflows float32; eval mode, so dropout is off. A gated MLP (SwiGLU in LLaMA / SmolLM2 / Qwen,
-  GeGLU in Gemma) linearised is the product of two linear paths, so the flow's degree doubles per layer and
-  overflows even float64 on a 30-layer model: that is a clear error, not an inf-ranked mask;
+  GeGLU in Gemma) linearised is the product of two linear paths, so without a normaliser between blocks the
+  flow's degree doubles per layer and overflows even float64: that is a clear error, not an inf-ranked mask;
 - attention runs eager: torch's sdpa backward on CPU returns query/key gradients of +-1e102 on MiniLM-L6's
   linearised float64 network where the exact value is 0 (a single token attends only to itself), which swamps
   every real score (and overflowed to inf in real runs); eager attention gives the exact 0.
@@ -38,8 +40,8 @@ def is_activation(m: nn.Module) -> bool:
     return isinstance(m, _TORCH_ACTIVATIONS) or type(m).__module__ == "transformers.activations"
 
 
-def is_normalisation(m: nn.Module) -> bool:
-    return isinstance(m, nn.LayerNorm) or type(m).__name__.endswith(("RMSNorm", "LayerNorm"))
+def is_centring_norm(m: nn.Module) -> bool:
+    return isinstance(m, nn.LayerNorm) or type(m).__name__.endswith("LayerNorm")
 
 
 @contextmanager
@@ -90,7 +92,7 @@ def linearised(model: nn.Module) -> Iterator[None]:
         return x + bias if bias is not None else x
 
     handles = [m.register_forward_hook(identity) for m in model.modules() if is_activation(m)]
-    handles += [m.register_forward_hook(affine) for m in model.modules() if is_normalisation(m)]
+    handles += [m.register_forward_hook(affine) for m in model.modules() if is_centring_norm(m)]
     try:
         yield
     finally:
@@ -131,7 +133,7 @@ def ones_forward(model: nn.Module, dtype: torch.dtype, seq_len: int) -> torch.Te
 @register_statistic("synflow_grad", needs_data=False)
 def synaptic_flow(model: nn.Module, layers: Mapping[str, nn.Module], batches: Sequence[dict] | None,
                   options: dict, keys: set[str]) -> dict:
-    """`synflow_grad` = dR/dW at |theta|, divided by its largest entry over all target layers (one positive
+    """`synflow_grad` = dR/dW at |theta|, divided by its largest magnitude over all target layers (one positive
     constant for all layers, so every ranking is unchanged and the float32 result cannot overflow)."""
     dtype = DTYPES[options.get("dtype", "float64")]
     grads: dict[str, torch.Tensor] = {}
@@ -148,7 +150,7 @@ def synaptic_flow(model: nn.Module, layers: Mapping[str, nn.Module], batches: Se
             grads[name] = sum(_grad64(x, d) for x, d in pairs)
     if not grads:
         return {}
-    peak = max(float(g.max()) for g in grads.values())
+    peak = max(float(g.abs().max()) for g in grads.values())  # signed: a kept RMSNorm's Jacobian can be negative
     if not torch.isfinite(torch.tensor(peak)):
         hint = ("use salience.options.dtype=float64" if dtype != torch.float64 else
                 "float64 is the widest: with activations linearised a gated MLP (SwiGLU, GeGLU) multiplies two linear "
